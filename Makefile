@@ -1,0 +1,33 @@
+# Two entry points for a newcomer: `make demo` and `make test` (both install first).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SHARED ?= ../shared
+DEMO_OUT ?= out/demo
+
+.PHONY: install demo test test-fast bench clean-demo
+
+# Re-installs only when pyproject.toml changed; pip finds torch's CPU build and the
+# registry packages through the machine's pip config (see ../shared/STACK.md).
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --compile -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/dapt corpus clean --config examples/corpora.yaml --output $(DEMO_OUT)/clean
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+bench: install
+	$(BIN)/python tests/benchmarks/bench_corpus.py
+
+clean-demo:
+	rm -rf $(DEMO_OUT)

@@ -1,0 +1,57 @@
+"""The ``dapt`` command line: one subcommand per stage, thin over library functions.
+
+Each module in this package registers one subcommand with ``register(subparsers)`` and
+sets ``func`` on its parser; the function receives the parsed ``argparse.Namespace`` and
+returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipelines.cli import corpus, plan
+
+_COMMANDS = (corpus, plan)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dapt",
+        description="Domain-adaptive pretraining pipeline: clean corpora, validate, train a "
+        "frozen tokenizer, plan the model, pretrain it.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _COMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after a bare "--" belongs to Apache Beam (runner options), untouched.
+    beam_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, beam_args = argv[:cut], argv[cut + 1 :]
+    _quiet_library_logs()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.beam_args = beam_args
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+def _quiet_library_logs() -> None:
+    """Beam logs an "apitools not found" warning at import and INFO chatter at run time;
+    users of the CLI should see dapt's own progress and errors only."""
+    import logging
+
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The files ``dapt corpus clean`` hands to the next stages, and their atomic commit.
+
+Layout of an output directory ``DIR`` (documented in the README):
+
+* ``DIR/kept/part-NNNNN-of-MMMMM.parquet``: :data:`KEPT_SCHEMA`
+* ``DIR/rejected/part-...parquet``: :data:`REJECTED_SCHEMA` (kept columns + ``reason``,
+  ``reason_detail``)
+* ``DIR/quarantine/part-...parquet``: :data:`QUARANTINE_SCHEMA`
+* ``DIR/stats.json``: written last; its presence means the output is complete.
+
+Rows are spread over shards by a hash of their id and sorted by id inside a shard, so
+the same input gives byte-identical files on every run, whatever order the runner
+processed documents in. Everything is first written under ``DIR/.staging/`` and moved
+into place only after the accounting check passed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.steps.base import Doc
+
+KINDS = ("kept", "rejected", "quarantine")
+STAGING = ".staging"
+STATS_FILE = "stats.json"
+
+KEPT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("domain", pa.string()),
+        ("source", pa.string()),
+        ("corpus", pa.string()),
+        ("title", pa.string()),
+        ("language", pa.string()),
+        ("language_score", pa.float32()),
+        ("n_chars", pa.int64()),
+        ("n_words", pa.int64()),
+        ("content_hash", pa.string()),
+        ("pii", pa.string()),
+        ("metadata", pa.string()),
+    ]
+)
+REJECTED_SCHEMA = KEPT_SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("reason_detail", pa.string()))
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("corpus", pa.string()),
+        ("domain", pa.string()),
+        ("file", pa.string()),
+        ("position", pa.int64()),
+        ("error", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+SCHEMAS = {"kept": KEPT_SCHEMA, "rejected": REJECTED_SCHEMA, "quarantine": QUARANTINE_SCHEMA}
+
+
+def _json(value) -> str:
+    return json.dumps(value or {}, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def doc_row(doc: Doc, kind: str) -> dict:
+    """A document as a row of ``kind``'s schema (missing fields filled in)."""
+    from pipelines.steps.minhash import content_hash
+
+    text = doc["text"]
+    row = {
+        "id": doc["id"],
+        "text": text,
+        "domain": doc["domain"],
+        "source": doc["source"],
+        "corpus": doc["corpus"],
+        "title": doc.get("title"),
+        "language": doc.get("language"),
+        "language_score": doc.get("language_score"),
+        "n_chars": doc.get("n_chars", len(text)),
+        "n_words": doc.get("n_words", len(text.split())),
+        "content_hash": doc.get("content_hash") or content_hash(text),
+        "pii": _json(doc.get("pii")),
+        "metadata": _json(doc.get("metadata")),
+    }
+    if kind == "rejected":
+        row["reason"] = doc["reason"]
+        row["reason_detail"] = doc.get("reason_detail", doc["reason"])
+    return row
+
+
+def row_key(kind: str, row: dict) -> tuple:
+    if kind == "quarantine":
+        return (row["file"], row["position"], row["error"])
+    return (row["id"],)
+
+
+def num_shards(n_rows: int, rows_per_shard: int) -> int:
+    return max(1, math.ceil(n_rows / rows_per_shard))
+
+
+def shard_of(key: tuple, shards: int) -> int:
+    return xxhash.xxh64_intdigest(repr(key)) % shards
+
+
+def shard_name(index: int, shards: int) -> str:
+    return f"part-{index:05d}-of-{shards:05d}.parquet"
+
+
+def write_shard(directory: str, kind: str, index: int, shards: int, rows: list[dict], compression: str) -> tuple[str, int]:
+    """Write one sorted shard through Beam's FileSystems (any filesystem URI)."""
+    rows = sorted(rows, key=lambda r: row_key(kind, r))
+    table = pa.Table.from_pylist(rows, schema=SCHEMAS[kind])
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression=None if compression == "none" else compression)
+    path = FileSystems.join(directory, kind, shard_name(index, shards))
+    with FileSystems.create(path) as out:
+        out.write(buffer.getvalue())
+    return path, len(rows)
+
+
+def write_empty(directory: str, kind: str, compression: str) -> None:
+    """A zero-row shard, so readers of an empty output still find the schema."""
+    write_shard(directory, kind, 0, 1, [], compression)
+
+
+def read_table(directory: str, kind: str) -> pa.Table:
+    """All shards of one kind as one table (tests, validation, the tokenizer)."""
+    folder = os.path.join(directory, kind)
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".parquet"))
+    return pa.concat_tables([pq.read_table(os.path.join(folder, f)) for f in files]) if files else SCHEMAS[kind].empty_table()
+
+
+def prepare(output_dir: str) -> str:
+    """Invalidate any previous output and return a fresh staging directory."""
+    stats = FileSystems.join(output_dir, STATS_FILE)
+    if FileSystems.exists(stats):
+        FileSystems.delete([stats])
+    staging = FileSystems.join(output_dir, STAGING)
+    _remove_tree(staging)
+    return staging
+
+
+def commit(output_dir: str, stats: dict, compression: str) -> None:
+    """Move staged shards into place, then write ``stats.json`` last (atomic rename)."""
+    staging = FileSystems.join(output_dir, STAGING)
+    for kind in KINDS:
+        if not _list(FileSystems.join(staging, kind)):
+            write_empty(staging, kind, compression)
+    for kind in KINDS:
+        target = FileSystems.join(output_dir, kind)
+        _remove_tree(target)
+        sources = _list(FileSystems.join(staging, kind))
+        if "://" not in target:
+            os.makedirs(target, exist_ok=True)
+        FileSystems.rename(sources, [FileSystems.join(target, os.path.basename(s)) for s in sources])
+    tmp = FileSystems.join(staging, STATS_FILE)
+    with FileSystems.create(tmp) as out:
+        out.write((json.dumps(stats, indent=2, sort_keys=True) + "\n").encode())
+    FileSystems.rename([tmp], [FileSystems.join(output_dir, STATS_FILE)])
+    _remove_tree(staging)
+
+
+def _list(directory: str) -> list[str]:
+    try:
+        found = FileSystems.match([FileSystems.join(directory, "*.parquet")])[0].metadata_list
+    except Exception:  # noqa: BLE001 - an empty or missing folder is "no shards"
+        return []
+    return sorted(m.path for m in found)
+
+
+def _remove_tree(path: str) -> None:
+    if "://" not in path:
+        shutil.rmtree(path, ignore_errors=True)
+    elif FileSystems.exists(path):
+        FileSystems.delete([path])

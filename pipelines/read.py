@@ -1,0 +1,194 @@
+"""Reading raw corpora into documents, with every unreadable record quarantined.
+
+The reader emits exactly one output per input record: a document, or a quarantine
+record saying which file, which line (JSONL), row (Parquet) or byte offset, and why.
+A file that cannot be opened at all, or a path that matches nothing, becomes one
+quarantine record with ``position = -1``. These outputs are what ``input`` counts.
+
+Files are listed at pipeline construction through Beam's ``FileSystems``, so any Beam
+filesystem URI works (local, ``gs://``, ``s3://``, ``hdfs://``).
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.config import CorpusConfig
+
+QUARANTINE = "quarantine"
+_RAW_PREVIEW = 500
+_GLOB_CHARS = "*?["
+
+
+def quarantine_record(corpus: CorpusConfig, file: str, position: int, error: str, raw: Any = "") -> dict:
+    if isinstance(raw, bytes):
+        raw = raw[:_RAW_PREVIEW].decode("utf-8", errors="replace")
+    else:
+        raw = str(raw)[:_RAW_PREVIEW]
+    return {
+        "corpus": corpus.name,
+        "domain": corpus.domain,
+        "file": file,
+        "position": position,
+        "error": error,
+        "raw": raw,
+    }
+
+
+def list_files(corpus: CorpusConfig) -> tuple[list[str], list[dict]]:
+    """Expand a corpus's paths to files; unmatched paths become quarantine records."""
+    files: list[str] = []
+    missing: list[dict] = []
+    for path in corpus.paths:
+        found = _match(path)
+        if not found:
+            missing.append(quarantine_record(corpus, path, -1, "no file matches this path"))
+        files.extend(found)
+    return sorted(dict.fromkeys(files)), missing
+
+
+def _match(path: str) -> list[str]:
+    if "://" not in path:
+        return _match_local(path)
+    patterns = [path] if any(c in path for c in _GLOB_CHARS) or FileSystems.exists(path) else [path.rstrip("/") + "/**"]
+    try:
+        results = FileSystems.match(patterns)
+    except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match" on some filesystems
+        return []
+    return [m.path for r in results for m in r.metadata_list if not os.path.basename(m.path).startswith(".")]
+
+
+def _match_local(path: str) -> list[str]:
+    # Python's glob rather than Beam's local match: Beam silently skips names it cannot
+    # stat (a dangling link, a file on a lost mount), and those must reach the reader
+    # so that the failure is quarantined under the file's name.
+    pattern = os.path.join(path, "**") if os.path.isdir(path) else path
+    names = glob.glob(pattern, recursive=True)
+    return [n for n in names if not os.path.isdir(n) and not os.path.basename(n).startswith(".")]
+
+
+class CorpusReader:
+    """Reads one file of a corpus; yields ``("doc", doc)`` or ``("quarantine", record)``."""
+
+    def __init__(self, corpus: CorpusConfig):
+        self.corpus = corpus
+
+    def read(self, path: str) -> Iterator[tuple[str, dict]]:
+        fmt = self.corpus.format
+        try:
+            if fmt in ("jsonl", "jsonl.gz"):
+                yield from self._read_jsonl(path)
+            elif fmt == "parquet":
+                yield from self._read_parquet(path)
+            else:
+                yield from self._read_txt(path)
+        except OSError as err:
+            yield QUARANTINE, quarantine_record(self.corpus, path, -1, f"cannot read file: {err}")
+
+    def _open(self, path: str):
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+    def _read_jsonl(self, path: str) -> Iterator[tuple[str, dict]]:
+        gzipped = self.corpus.format == "jsonl.gz" or path.endswith(".gz")
+        line_no = 0
+        with self._open(path) as raw:
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+            try:
+                for line_no, line in enumerate(stream, start=1):
+                    if line.strip():
+                        yield self._parse_json_line(path, line_no, line)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+                # The lines before the damage were already yielded; the rest of the file
+                # is one quarantine record so the loss is counted, not silent.
+                where = f"after line {line_no}"
+                yield QUARANTINE, quarantine_record(
+                    self.corpus, path, line_no + 1, f"corrupt or truncated gzip {where}: {err}"
+                )
+
+    def _parse_json_line(self, path: str, line_no: int, line: bytes) -> tuple[str, dict]:
+        try:
+            decoded = line.decode(self.corpus.encoding)
+        except UnicodeDecodeError as err:
+            return QUARANTINE, quarantine_record(
+                self.corpus, path, line_no, f"invalid {self.corpus.encoding} at byte {err.start}: {err.reason}", line
+            )
+        try:
+            record = json.loads(decoded)
+        except json.JSONDecodeError as err:
+            return QUARANTINE, quarantine_record(self.corpus, path, line_no, f"malformed JSON: {err}", decoded)
+        if not isinstance(record, dict):
+            return QUARANTINE, quarantine_record(
+                self.corpus, path, line_no, f"expected a JSON object, got {type(record).__name__}", decoded
+            )
+        return self._to_doc(record, path, line_no, decoded)
+
+    def _read_parquet(self, path: str) -> Iterator[tuple[str, dict]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with self._open(path) as raw:
+            try:
+                parquet = pq.ParquetFile(raw)
+                row = 0
+                for batch in parquet.iter_batches(batch_size=1024):
+                    for record in batch.to_pylist():
+                        row += 1
+                        yield self._to_doc(record, path, row, record)
+            except (pa.ArrowException, ValueError) as err:
+                yield QUARANTINE, quarantine_record(self.corpus, path, -1, f"unreadable Parquet: {err}")
+
+    def _read_txt(self, path: str) -> Iterator[tuple[str, dict]]:
+        with self._open(path) as raw:
+            data = raw.read()
+        try:
+            text = data.decode(self.corpus.encoding)
+        except UnicodeDecodeError as err:
+            yield QUARANTINE, quarantine_record(
+                self.corpus, path, 0, f"invalid {self.corpus.encoding} at byte {err.start}: {err.reason}", data
+            )
+            return
+        yield self._to_doc({self.corpus.text_field: text}, path, 0, text)
+
+    def _to_doc(self, record: dict, path: str, position: int, raw: Any) -> tuple[str, dict]:
+        corpus = self.corpus
+        text = record.get(corpus.text_field)
+        if text is None:
+            return QUARANTINE, quarantine_record(
+                corpus, path, position, f"missing text field {corpus.text_field!r}", raw
+            )
+        if not isinstance(text, str):
+            return QUARANTINE, quarantine_record(
+                corpus, path, position,
+                f"text field {corpus.text_field!r} is {type(text).__name__}, expected a string", raw,
+            )
+        if "\x00" in text:
+            return QUARANTINE, quarantine_record(
+                corpus, path, position, "text contains NUL bytes (binary data, not text)", raw
+            )
+        doc_id = record.get(corpus.id_field) if corpus.id_field else None
+        if doc_id is None or doc_id == "":
+            doc_id = f"{corpus.name}:{os.path.basename(path)}:{position}"
+        source = record.get(corpus.source_field) if corpus.source_field else None
+        title = record.get(corpus.title_field) if corpus.title_field else None
+        reserved = {corpus.text_field, corpus.id_field, corpus.source_field, corpus.title_field}
+        fields = corpus.metadata_fields if corpus.metadata_fields is not None else record.keys()
+        metadata = {k: record[k] for k in fields if k in record and k not in reserved}
+        return "doc", {
+            "id": str(doc_id),
+            "text": text,
+            "domain": corpus.domain,
+            "source": str(source) if source else corpus.name,
+            "corpus": corpus.name,
+            "title": str(title) if title else None,
+            "metadata": metadata,
+            "_origin": (path, position),
+        }

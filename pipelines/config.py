@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pretrain.planner import PlanConfig
+
 
 class ConfigError(ValueError):
     """A configuration problem, already phrased for the user (one line per problem)."""
@@ -146,6 +148,7 @@ class CleanConfig(_Strict):
 class PipelineConfig(_Strict):
     corpora: list[CorpusConfig] = Field(min_length=1)
     clean: CleanConfig = CleanConfig()
+    plan: PlanConfig | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> PipelineConfig:

@@ -105,7 +105,7 @@ def num_shards(n_rows: int, rows_per_shard: int) -> int:
 
 
 def shard_of(key: tuple, shards: int) -> int:
-    return xxhash.xxh64_intdigest(repr(key)) % shards
+    return xxhash.xxh64_intdigest(repr(key).encode()) % shards
 
 
 def shard_name(index: int, shards: int) -> str:

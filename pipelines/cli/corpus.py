@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.config import ConfigError, PipelineConfig, load_config, parse_config
 
 CLEAN_EPILOG = """\
 examples:
@@ -53,7 +52,11 @@ def register(subparsers) -> None:
     clean.set_defaults(func=run_clean_command)
 
 
-def corpus_from_args(args) -> PipelineConfig:
+def corpus_from_args(args):
+    """The :class:`~pipelines.config.PipelineConfig` that INPUT flags or --config describe."""
+    # Imported here so that `dapt --help` and other commands skip pydantic's start-up.
+    from pipelines.config import ConfigError, load_config, parse_config
+
     if args.config:
         if args.inputs:
             raise ConfigError("give either INPUT paths or --config, not both")
@@ -71,6 +74,8 @@ def corpus_from_args(args) -> PipelineConfig:
 
 
 def _guess_format(paths: list[str]) -> str:
+    from pipelines.config import ConfigError
+
     for suffix, fmt in _FORMATS.items():
         if all(p.endswith(suffix) for p in paths):
             return fmt
@@ -79,6 +84,7 @@ def _guess_format(paths: list[str]) -> str:
 
 def run_clean_command(args) -> int:
     from pipelines.clean import run_clean
+    from pipelines.config import ConfigError
     from pipelines.stats import AccountingError, summary_table
 
     try:

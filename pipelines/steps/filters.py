@@ -24,10 +24,14 @@ Shared conventions, so that all rules measure the same things:
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from itertools import accumulate, compress
 from math import inf
 from operator import mul, ne
+from types import MappingProxyType
 
 from pipelines.steps.base import Doc, Filter
 
@@ -45,14 +49,19 @@ __all__ = [
 ]
 
 
-def split_words(text: str) -> list[str]:
+# The filters of one chain run back to back on the same text object, so a one-entry
+# cache means the text is split once per document, not once per filter. Tuples, because
+# every caller gets the same object.
+@lru_cache(maxsize=1)
+def split_words(text: str) -> tuple[str, ...]:
     """Whitespace tokens: the one word definition every filter uses (C-speed, no regex)."""
-    return text.split()
+    return tuple(text.split())
 
 
-def split_lines(text: str) -> list[str]:
+@lru_cache(maxsize=1)
+def split_lines(text: str) -> tuple[str, ...]:
     """Stripped non-empty lines."""
-    return [line for line in map(str.strip, text.split("\n")) if line]
+    return tuple(line for line in map(str.strip, text.split("\n")) if line)
 
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
@@ -63,7 +72,7 @@ def split_paragraphs(text: str) -> list[str]:
     return [p for p in map(str.strip, _PARAGRAPH_BREAK.split(text)) if p]
 
 
-def _duplicates(segments: list[str]) -> tuple[int, int]:
+def _duplicates(segments: Sequence[str]) -> tuple[int, int]:
     """(number, characters) of copies beyond the first; set arithmetic keeps it in C."""
     unique = set(segments)
     return len(segments) - len(unique), sum(map(len, segments)) - sum(map(len, unique))
@@ -141,40 +150,74 @@ _PLACEHOLDER_BODY = re.compile(
 )
 
 
+_LONE_QUESTION = re.compile(r"[^\n.!?]{1,200}\?")
+
+
+def _shorten(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 class PlaceholderFilter(Filter):
     """Drop documents whose body is only placeholder text ("Blah blah blah.", "Lorem
-    ipsum ...", "TBD", "No text", "[deleted]" ...).
+    ipsum ...", "TBD", "No text", "[deleted]" ...) or, with ``drop_lone_question``
+    (default on), only one short question: an answer slot that restates the question
+    instead of answering it (MedQuAD GARD "answers" such as "What are the symptoms of
+    Bell's palsy?", 9 in the medical sample).
 
-    The markup step puts a title first ("TITLE\\n\\nBlah blah blah."), so the body is
-    the text after an optional first paragraph that is a single line of at most
-    ``max_title_chars`` characters; a longer or multi-line first paragraph is content and
-    is never skipped. Reuters-21578 has 785 such BRIEF items in the finance sample: a
-    headline over a placeholder body. A title with no body at all is a headline, not a
-    placeholder, and is left to the length rules.
+    The markup step puts a title first ("TITLE\n\nBlah blah blah."), so the body is
+    the whole text or, when the first paragraph is a single line of at most
+    ``max_title_chars`` characters, the text after it; a longer or multi-line first
+    paragraph is content and is never skipped. Reuters-21578 has 785 such BRIEF items in
+    the finance sample: a headline over a placeholder body. A title with no body at all
+    is a headline, not a placeholder, and is left to the length rules.
     """
 
     name = "placeholder"
 
-    def __init__(self, max_title_chars: int = 200):
+    def __init__(self, max_title_chars: int = 200, drop_lone_question: bool = True):
         self.max_title_chars = max_title_chars
+        self.drop_lone_question = drop_lone_question
 
     def filter(self, doc: Doc) -> bool | tuple[bool, str]:
         text = doc["text"].strip()
-        body = text
-        if _PLACEHOLDER_BODY.fullmatch(body) is None:
-            head, sep, rest = text.partition("\n\n")
-            if not sep or "\n" in head.strip() or len(head.strip()) > self.max_title_chars:
-                return True
-            body = rest.strip()
-            if _PLACEHOLDER_BODY.fullmatch(body) is None:
-                return True
-        shown = body if len(body) <= 40 else body[:37] + "..."
-        return False, f"placeholder body {shown!r}"
+        bodies = [text]
+        head, sep, rest = text.partition("\n\n")
+        if sep and "\n" not in head and len(head.strip()) <= self.max_title_chars:
+            bodies.append(rest.strip())
+        for body in bodies:
+            if _PLACEHOLDER_BODY.fullmatch(body):
+                return False, f"placeholder body {_shorten(body)!r}"
+            if self.drop_lone_question and _LONE_QUESTION.fullmatch(body):
+                return False, f"lone question {_shorten(body)!r}"
+        return True
 
 
-_ELLIPSIS_ENDS = ("...", "\u2026")
+# An ellipsis is "\u2026" or exactly three dots; longer runs are dot leaders in tables
+# ("M-1.......736.7"), not the truncation marks the Gopher rules target.
+_ELLIPSIS = re.compile(r"(?<!\.)\.\.\.(?!\.)|\u2026")
+
+
+def _count_ellipses(text: str) -> int:
+    if "..." not in text and "\u2026" not in text:
+        return 0  # the usual case, decided by two C scans instead of a regex pass
+    return len(_ELLIPSIS.findall(text))
+
+
+def _ends_with_ellipsis(line: str) -> bool:
+    return line.endswith("\u2026") or (line.endswith("...") and not line.endswith("...."))
+
+
 _BULLET_LINE = re.compile(r"(?:[\u2022\u2023\u25aa\u25ab\u25e6\u25cf\u25cb\u25a0\u25a1\u25b6\u25ba\u00b7\u2219*]|[-\u2013\u2014](?=\s))")
 _HAS_ALPHA_WORD = re.compile(r"\S*?[^\W\d_]\S*")
+
+
+def _count_alpha_words(text: str, words: Sequence[str]) -> int:
+    """Words containing at least one alphabetic character."""
+    if text.isascii():
+        # Every ASCII letter is cased, so a word has one exactly when case mapping
+        # changes it: C-level maps instead of a regex pass (uncased scripts need it).
+        return sum(map(ne, map(str.upper, words), map(str.lower, words)))
+    return len(_HAS_ALPHA_WORD.findall(text))
 _STOP_WORD = re.compile(r"\b(?:the|be|to|of|and|that|have|with)\b", re.IGNORECASE)
 
 
@@ -240,7 +283,7 @@ class GopherQualityFilter(Filter):
             hash_ratio = text.count("#") / n
             if hash_ratio > self.max_symbol_word_ratio:
                 return False, f"hash-to-word ratio {_fmt(hash_ratio)} > {self.max_symbol_word_ratio}"
-            ellipsis_ratio = (text.count("...") + text.count("\u2026")) / n
+            ellipsis_ratio = _count_ellipses(text) / n
             if ellipsis_ratio > self.max_symbol_word_ratio:
                 return False, f"ellipsis-to-word ratio {_fmt(ellipsis_ratio)} > {self.max_symbol_word_ratio}"
 
@@ -252,12 +295,12 @@ class GopherQualityFilter(Filter):
                 if bullet > self.max_bullet_lines_ratio:
                     return False, f"bullet-line ratio {_fmt(bullet)} > {self.max_bullet_lines_ratio}"
             if self.max_ellipsis_lines_ratio is not None:
-                ell = sum(1 for line in lines if line.endswith(_ELLIPSIS_ENDS)) / n_lines
+                ell = sum(map(_ends_with_ellipsis, lines)) / n_lines
                 if ell > self.max_ellipsis_lines_ratio:
                     return False, f"ellipsis-line ratio {_fmt(ell)} > {self.max_ellipsis_lines_ratio}"
 
         if self.min_alpha_words_ratio is not None:
-            alpha = len(_HAS_ALPHA_WORD.findall(text)) / n
+            alpha = _count_alpha_words(text, words) / n
             if alpha < self.min_alpha_words_ratio:
                 return False, f"alphabetic-word ratio {_fmt(alpha)} < {self.min_alpha_words_ratio}"
 
@@ -270,6 +313,10 @@ class GopherQualityFilter(Filter):
             else:
                 return False, f"stop words {found} < {self.min_stop_words}"
         return True
+
+
+_GOPHER_TOP_NGRAM = MappingProxyType({2: 0.20, 3: 0.18, 4: 0.16})
+_GOPHER_DUP_NGRAM = MappingProxyType({5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
 
 
 class GopherRepetitionFilter(Filter):
@@ -287,16 +334,22 @@ class GopherRepetitionFilter(Filter):
       10-word text would fail on any 2-gram);
     * duplicate n-gram character fraction ``dup_ngram_char_frac={5: 0.15, 6: 0.14,
       7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}``: characters of the words covered by any
-      repeated occurrence of an n-gram, each word counted once.
+      repeated occurrence of an n-gram, each word counted once;
+    * ``top_ngram_min_words=0``: apply the top n-gram rules only to documents of at
+      least this many words. Not a paper number: Gopher applied Table A1 after its
+      50-word minimum, and on shorter texts one disease name said twice is already 20 %
+      of the characters. Profiles that admit short documents set it to 50.
 
-    Pass ``None`` for a scalar or a reduced dict (``{}`` for none) to switch rules off.
+    ``None`` switches a line/paragraph rule off; pass a smaller n-gram mapping (``{}``
+    for none) to switch n-gram rules off.
 
     Speed: exact shortcuts settle most documents without counting n-grams: no repeated
-    word means no repeated n-gram; the top n-gram coverage is bounded by that of its
-    parts (:func:`_coverage_bound`), which for prose already clears the thresholds; no
-    repeated 5-gram means no duplicate n-grams at all. N-grams are tuples of words
-    counted by C-level ``Counter``/``dict`` building; duplicate coverage can only shrink
-    as n grows, so the loop stops once it is under every remaining threshold.
+    word means no repeated n-gram, and the top n-gram coverage is bounded by that of its
+    parts (:func:`_coverage_bound`), which for prose already clears the thresholds.
+    N-grams are word tuples counted by C-level ``Counter``/``dict`` building; for the
+    duplicate rules only start positions whose shorter n-gram repeated are revisited,
+    and since the coverage can only shrink as n grows the loop stops once it is under
+    every remaining threshold.
     """
 
     name = "gopher_repetition"
@@ -307,25 +360,18 @@ class GopherRepetitionFilter(Filter):
         dup_para_frac: float | None = 0.30,
         dup_line_char_frac: float | None = 0.20,
         dup_para_char_frac: float | None = 0.20,
-        top_ngram_char_frac: dict[int, float] | None = None,
-        dup_ngram_char_frac: dict[int, float] | None = None,
+        top_ngram_char_frac: Mapping[int, float] = _GOPHER_TOP_NGRAM,
+        dup_ngram_char_frac: Mapping[int, float] = _GOPHER_DUP_NGRAM,
+        top_ngram_min_words: int = 0,
     ):
         self.dup_line_frac = dup_line_frac
         self.dup_para_frac = dup_para_frac
         self.dup_line_char_frac = dup_line_char_frac
         self.dup_para_char_frac = dup_para_char_frac
-        self.top_ngram_char_frac = dict(
-            sorted(({2: 0.20, 3: 0.18, 4: 0.16} if top_ngram_char_frac is None else top_ngram_char_frac).items())
-        )
-        self.dup_ngram_char_frac = dict(
-            sorted(
-                (
-                    {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
-                    if dup_ngram_char_frac is None
-                    else dup_ngram_char_frac
-                ).items()
-            )
-        )
+        # int() because config files may give the n-gram sizes as string keys.
+        self.top_ngram_char_frac = dict(sorted((int(n), t) for n, t in top_ngram_char_frac.items()))
+        self.dup_ngram_char_frac = dict(sorted((int(n), t) for n, t in dup_ngram_char_frac.items()))
+        self.top_ngram_min_words = top_ngram_min_words
 
     def _segments(self, segments: list[str], kind: str, max_frac, max_char_frac) -> str | None:
         if not segments or (max_frac is None and max_char_frac is None):
@@ -357,7 +403,8 @@ class GopherRepetitionFilter(Filter):
             return None  # no word repeats, so no n-gram can
         total = sum(map(len, words))
         weights = {1: max(map(mul, unigrams.values(), map(len, unigrams)))}
-        for n, limit in self.top_ngram_char_frac.items():
+        top = self.top_ngram_char_frac if n_words >= self.top_ngram_min_words else {}
+        for n, limit in top.items():
             if n > n_words:
                 break
             if _coverage_bound(weights, n) <= limit * total:
@@ -371,21 +418,25 @@ class GopherRepetitionFilter(Filter):
             if best * chars > limit * total:
                 return f"top {n}-gram char fraction {_fmt(best * chars / total)} > {limit}"
 
-        cum = None
+        cum = [0, *accumulate(map(len, words))]
+        # Ascending start positions whose n-gram may occur twice: an n-gram can only
+        # repeat where its (n-1)-gram prefix does, so the candidates shrink with n.
+        starts: Sequence[int] = range(n_words)
         for n, limit in self.dup_ngram_char_frac.items():
-            if n > n_words:
-                break
-            grams = list(zip(*(words[k:] for k in range(n))))
-            size = len(grams)
-            first_seen = dict(zip(reversed(grams), range(size - 1, -1, -1)))
-            if len(first_seen) == size:
-                return None
-            if cum is None:
-                cum = [0, *accumulate(map(len, words))]
-            # Repeats come in increasing start order, so the covered words are a union of
+            starts = starts[: bisect_left(starts, n_words - n + 1)]
+            if isinstance(starts, range):  # still every position: build them in C
+                grams = list(zip(*(words[k:] for k in range(n))))
+            else:
+                grams = [tuple(words[i : i + n]) for i in starts]
+            first_seen = dict(zip(reversed(grams), reversed(starts)))
+            if len(first_seen) == len(grams):
+                return None  # no n-gram repeats, so no longer one can
+            firsts = list(map(first_seen.__getitem__, grams))
+            repeats = list(compress(starts, map(ne, firsts, starts)))
+            # Repeats are in increasing start order, so the covered words are a union of
             # intervals merged on the fly; each word is counted once.
             dup_chars = covered_to = 0
-            for start in compress(range(size), map(ne, map(first_seen.__getitem__, grams), range(size))):
+            for start in repeats:
                 lo = max(start, covered_to)
                 covered_to = start + n
                 dup_chars += cum[covered_to] - cum[lo]
@@ -393,6 +444,7 @@ class GopherRepetitionFilter(Filter):
                 return f"duplicate {n}-gram char fraction {_fmt(dup_chars / total)} > {limit}"
             if all(dup_chars <= t * total for m, t in self.dup_ngram_char_frac.items() if m > n):
                 return None
+            starts = sorted({*repeats, *compress(firsts, map(ne, firsts, starts))})
         return None
 
 
@@ -408,11 +460,7 @@ def _coverage_bound(weights: dict[int, int], n: int) -> float:
 
 
 _C4_END_MARKS = (".", "?", "!", '"', "\u201d")
-_C4_POLICY = re.compile(
-    r"terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies",
-    re.IGNORECASE,
-)
-_LOREM_IPSUM = re.compile(r"lorem ipsum", re.IGNORECASE)
+_C4_POLICY = re.compile(r"terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies")
 _SENTENCE_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 
 
@@ -457,24 +505,27 @@ class C4Filter(Filter):
 
     def filter(self, doc: Doc) -> bool | tuple[bool, str]:
         text = doc["text"]
-        if self.drop_lorem_ipsum and _LOREM_IPSUM.search(text):
+        lower = text.lower()
+        if self.drop_lorem_ipsum and "lorem ipsum" in lower:
             return False, "contains 'lorem ipsum'"
         if self.drop_curly_bracket and "{" in text:
             return False, "contains '{'"
         if self.min_sentences is None:
             return True
+        # Most texts have no javascript or policy phrase at all; only then look per line.
+        screen = "javascript" in lower or _C4_POLICY.search(lower) is not None
         sentences = kept = 0
         for line in split_lines(text):
-            if (
-                line.endswith(_C4_END_MARKS)
-                and len(split_words(line)) >= self.min_words_per_line
-                and "javascript" not in line.lower()
-                and _C4_POLICY.search(line) is None
-            ):
-                kept += 1
-                sentences += len(_SENTENCE_END.findall(line))
-                if sentences >= self.min_sentences:
-                    return True
+            # line.split() is split_words' definition, called directly so as not to evict
+            # the document's words from its one-entry cache.
+            if not line.endswith(_C4_END_MARKS) or len(line.split()) < self.min_words_per_line:
+                continue
+            if screen and ("javascript" in line.lower() or _C4_POLICY.search(line.lower())):
+                continue
+            kept += 1
+            sentences += len(_SENTENCE_END.findall(line))
+            if sentences >= self.min_sentences:
+                return True
         return False, f"{sentences} sentences in {kept} C4-kept lines < {self.min_sentences}"
 
 

@@ -32,8 +32,13 @@ def _model():
     return _MODEL
 
 
-def identify(text: str, max_chars: int = 10_000) -> tuple[str, float]:
-    """Return ``(iso code, probability)`` of the most likely language."""
+def identify(text: str, max_chars: int = 2_000) -> tuple[str, float]:
+    """Return ``(iso code, probability)`` of the most likely language.
+
+    Only the first ``max_chars`` characters are read: fastText's cost grows with the
+    text (~0.1 us per character), and a few hundred words already identify a language;
+    the rest of a 50-page FOMC minutes file would cost 25x more for the same answer.
+    """
     labels, probs = _model().predict(text[:max_chars].replace("\n", " "), k=1)
     return labels[0].removeprefix("__label__"), float(probs[0])
 

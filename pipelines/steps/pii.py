@@ -8,23 +8,25 @@ rule   identifier                                            here
 =====  ====================================================  ===========================
 (A)    names                                                 out of scope (needs NER)
 (B)    geographic subdivisions smaller than a State (street  out of scope: addresses and
-       address, city, county, precinct, ZIP code)            place names need NER/gazetteers
+       address, city, county, precinct, ZIP code)            places need NER/gazetteers
 (C)    elements of dates (except year) related to an         ``DATE`` and ``AGE``, only with
        individual; ages over 89                              ``clinical_dates=True``
 (D)    telephone numbers                                     ``PHONE``
 (E)    fax numbers                                           ``PHONE`` (same formats)
 (F)    e-mail addresses                                      ``EMAIL``
 (G)    social security numbers                               ``SSN``
-(H)    medical record numbers                                ``MRN`` (needs a label)
-(I)    health plan beneficiary numbers                       ``HEALTH_PLAN`` (label, or the
-                                                             Medicare MBI format)
-(J)    account numbers                                       ``ACCOUNT`` (label, Luhn-valid
-                                                             card numbers, mod-97 IBANs)
-(K)    certificate/license numbers                           ``LICENSE`` (label, or a DEA
-                                                             number with its check digit)
-(L)    vehicle identifiers, serial and license plate         ``VEHICLE`` (VIN check digit,
-       numbers                                               or a label)
-(M)    device identifiers and serial numbers                 ``DEVICE`` (label, MAC address)
+(H)    medical record numbers                                ``MRN`` (after a label)
+(I)    health plan beneficiary numbers                       ``HEALTH_PLAN`` (after a label,
+                                                             or the Medicare MBI format)
+(J)    account numbers                                       ``ACCOUNT`` (after a label,
+                                                             Luhn-valid card numbers with a
+                                                             known issuer prefix, IBANs)
+(K)    certificate/license numbers                           ``LICENSE`` (after a label, or
+                                                             a DEA number's check digit)
+(L)    vehicle identifiers and serial numbers, including     ``VEHICLE`` (VIN check digit,
+       license plate numbers                                 or after a label)
+(M)    device identifiers and serial numbers                 ``DEVICE`` (after a label, MAC
+                                                             addresses)
 (N)    web URLs                                              ``URL``
 (O)    IP addresses                                          ``IP`` (v4 and v6)
 (P)    biometric identifiers                                 out of scope (not text)
@@ -32,15 +34,19 @@ rule   identifier                                            here
 (R)    any other unique identifying number or code           out of scope: no fixed shape
 =====  ====================================================  ===========================
 
-Dates are off unless ``clinical_dates`` is set (the medical profile): in finance and
-general text "March 31, 1987" is a fiscal date, not PHI. Bare numbers that only a label
-makes an identifier (MRNs, member ids, account and licence numbers, serials) are matched
-only after their label ("MRN:", "Member ID", "Account No."), and only the value is
-replaced, so the label stays as context: ``Patient MRN: <MRN>``.
+Dates are left alone unless ``clinical_dates`` is set (the medical profile): in finance
+and general text "March 31, 1987" is a fiscal date, not PHI. With it, day-precise dates
+go (numeric, "March 3, 2019", "2007 Jun 28", and "on March 3" without a year); month and
+year alone ("in October 2008") and bare years stay, as do ages of 89 and under.
+
+Numbers that only their label makes an identifier (MRNs, member ids, account, licence
+and serial numbers) are matched only after the label ("MRN:", "Member ID", "Account
+No."), and only the value is replaced, so the label stays as context: ``Patient MRN:
+<MRN>``.
 
 :data:`PII_PATTERNS` is the single source of truth for what counts as PII: the redactor
-and the validation stage (which checks that kept text has none left) both go through it,
-the latter via :func:`find_pii`.
+and the validation stage (which checks that kept text has none left, via
+:func:`find_pii`) both use it.
 """
 
 from __future__ import annotations
@@ -49,25 +55,59 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 
 from pipelines.steps.base import Doc, Transform
+
+Match = re.Match[str]
 
 
 @dataclass(frozen=True)
 class Detector:
     """One way of finding one PII type.
 
-    ``regex`` finds candidates; when it has a group named ``v`` only that group is the
-    identifier (the rest is its label or context). ``validate`` (a check digit, a range,
-    the surrounding text) gets the match and can reject it. ``probe`` is a cheap test on
-    the lower-cased text: the regex runs only when one of these substrings is present, or
-    always when ``probe`` is empty.
+    ``regex`` finds a candidate; when it has a group named ``v`` only that group is the
+    identifier (the rest is label or context). ``validate`` (a check digit, a range, the
+    text around it) may reject the match.
+
+    Where the regex is tried is a speed-up that must never lose a match (one full scan
+    per pattern per document is several times too slow), so each detector states what
+    every one of its matches contains:
+
+    * by default, a digit run (:data:`DIGIT_RUN`: four digits with at most two
+      separator characters between neighbours, or the start of an MBI), beginning at
+      most ``RUN_BACK`` characters after the match starts; the regex runs only in
+      windows around such runs;
+    * with ``anchors``, one of these lower-case strings, at most ``back`` characters
+      after the match starts; with ``back == 0`` the match must start at the anchor;
+    * with ``whole_text``, nothing: the regex scans all of it (make it start with a
+      literal or a character class, which the regex engine skips to quickly).
+
+    ``keywords`` (lower-case) are a cheaper filter on top: every match contains one of
+    them (a label's stem), so a window holding none is skipped.
     """
 
     regex: re.Pattern[str]
-    validate: Callable[[re.Match[str]], bool] | None = None
-    probe: tuple[str, ...] = ()
+    validate: Callable[[Match], bool] | None = None
+    keywords: tuple[str, ...] = ()
+    anchors: tuple[str, ...] = ()
+    back: int = 0
+    ahead: int = 0
+    whole_text: bool = False
+
+
+def _value(m: Match) -> str:
+    return m.group("v") if "v" in m.re.groupindex else m.group()
+
+
+def _digits(s: str) -> str:
+    return "".join(ch for ch in s if ch.isdigit())
+
+
+def _before(m: Match, width: int) -> str:
+    start = m.start("v") if "v" in m.re.groupindex else m.start()
+    return m.string[max(0, start - width) : start]
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -80,21 +120,8 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _value(m: re.Match[str]) -> str:
-    return m.group("v") if "v" in m.re.groupindex else m.group()
-
-
-def _digits(s: str) -> str:
-    return "".join(ch for ch in s if ch.isdigit())
-
-
-def _before(m: re.Match[str], width: int) -> str:
-    start = m.start("v") if "v" in m.re.groupindex else m.start()
-    return m.string[max(0, start - width) : start]
-
-
-# Issuer prefixes (IIN ranges) and lengths of the major card networks; with Luhn this
-# keeps digit runs in tables (a row of years, "4500 4600 4700 4800") from passing.
+# Issuer prefixes (IIN ranges) and lengths of the major card networks. With Luhn alone
+# one digit run in ten would pass; the prefixes keep rows of years and round numbers out.
 _CARD_PREFIX = re.compile(
     r"4\d{12}(?:\d{3}){0,2}"  # Visa 13/16/19
     r"|(?:5[1-5]\d\d|222[1-9]|22[3-9]\d|2[3-6]\d\d|27[01]\d|2720)\d{12}"  # Mastercard
@@ -105,85 +132,76 @@ _CARD_PREFIX = re.compile(
 )
 
 
-def is_card_number(m: re.Match[str]) -> bool:
+def is_card_number(m: Match) -> bool:
     digits = _digits(_value(m))
     return _CARD_PREFIX.fullmatch(digits) is not None and _luhn_ok(digits)
 
 
-def is_iban(m: re.Match[str]) -> bool:
-    """ISO 13616: move the country code and check digits to the end, mod 97 must be 1."""
+def is_iban(m: Match) -> bool:
+    """ISO 13616: with country code and check digits moved to the end, mod 97 is 1."""
     s = _value(m).replace(" ", "")
     if not 15 <= len(s) <= 34:
         return False
-    rearranged = s[4:] + s[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+    return int("".join(str(int(ch, 36)) for ch in s[4:] + s[:4])) % 97 == 1
 
 
-_VIN_VALUES = {
-    **{str(d): d for d in range(10)},
-    **dict(zip("ABCDEFGH", range(1, 9))),
-    **dict(zip("JKLMN", range(1, 6))),
-    "P": 7,
-    "R": 9,
-    **dict(zip("STUVWXYZ", range(2, 10))),
-}
-_VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+_VIN_VALUE = dict(zip("0123456789ABCDEFGHJKLMNPRSTUVWXYZ",
+                      (*range(10), *range(1, 9), *range(1, 6), 7, 9, *range(2, 10))))
+_VIN_WEIGHT = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 
 
-def is_vin(m: re.Match[str]) -> bool:
+def is_vin(m: Match) -> bool:
     """49 CFR 565.15: position 9 is the weighted sum mod 11 (10 written as X)."""
     vin = _value(m)
     if vin.isdigit() or vin.isalpha():
         return False
-    check = sum(_VIN_VALUES[ch] * w for ch, w in zip(vin, _VIN_WEIGHTS)) % 11
+    check = sum(_VIN_VALUE[ch] * w for ch, w in zip(vin, _VIN_WEIGHT)) % 11
     return vin[8] == ("X" if check == 10 else str(check))
 
 
-def is_dea_number(m: re.Match[str]) -> bool:
-    """DEA registration: (d1+d3+d5) + 2*(d2+d4+d6) ends in the seventh digit."""
+def is_dea_number(m: Match) -> bool:
+    """DEA registration number: (d1+d3+d5) + 2*(d2+d4+d6) ends in d7."""
     d = [int(ch) for ch in _value(m)[2:]]
     return (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10 == d[6]
 
 
-def is_ssn(m: re.Match[str]) -> bool:
-    """SSA never issues area 000, 666 or 900-999, group 00 or serial 0000."""
+def is_ssn(m: Match) -> bool:
+    """The SSA never issues area 000, 666 or 900-999, group 00 or serial 0000."""
     d = _digits(_value(m))
     return d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000"
 
 
-def _nanp_ok(digits: str) -> bool:
-    if len(digits) == 11 and digits[0] == "1":
-        digits = digits[1:]
-    return len(digits) == 10 and digits[0] in "23456789" and digits[3] in "23456789"
-
-
-def is_phone(m: re.Match[str]) -> bool:
-    # ISBN-10s are 10 digits too.
-    return _nanp_ok(_digits(m.group("n"))) and "isbn" not in _before(m, 12).lower()
+def is_phone(m: Match) -> bool:
+    """NANP: area code and exchange start with 2-9; an ISBN-10 is not a phone number."""
+    d = _digits(m.group("n"))
+    if len(d) == 11:
+        d = d[1:]
+    return d[0] != "1" and d[3] not in "01" and "isbn" not in _before(m, 12).lower()
 
 
 _TOLL_FREE = ("800", "888", "877", "866", "855", "844", "833")
-_VANITY_TAIL = re.compile(r"(\d+)([A-Z]{3,7})")
+_VANITY = re.compile(r"(\d+)([A-Za-z]{3,8})")
 
 
-def is_vanity_phone(m: re.Match[str]) -> bool:
-    """1-888-693-NDEP, 7315545ATA: digits, then one run of letters as the last part.
+def is_vanity_phone(m: Match) -> bool:
+    """1-800-CDC-INFO, 1-800-Medicare, 7315545ATA: digits, then one run of letters.
 
-    With only the three area-code digits before the letters, the number must also carry
-    the leading 1 and a toll-free code, which keeps "200 MLN DLRS" out (the regex takes no
-    spaces among the letters anyway).
+    Letters early in the number need the leading 1 and a toll-free code; otherwise only
+    the last three or four characters may be letters, which keeps "2004-MARKET" out.
     """
     s = _value(m).replace("-", "").lstrip("+")
-    lead = s[0] == "1" and len(s) == 11
+    lead = len(s) >= 11 and s[0] == "1"
     if lead:
         s = s[1:]
-    tail = _VANITY_TAIL.fullmatch(s)
-    if len(s) != 10 or tail is None:
+    parts = _VANITY.fullmatch(s)
+    if parts is None or len(s) not in (10, 11):
         return False
-    return len(tail.group(1)) >= 4 or (lead and s[:3] in _TOLL_FREE)
+    if lead and s[:3] in _TOLL_FREE:
+        return True
+    return len(s) == 10 and len(parts.group(1)) >= 6 and parts.group(2).isupper()
 
 
-def is_intl_phone(m: re.Match[str]) -> bool:
+def is_intl_phone(m: Match) -> bool:
     # Both "." and " " as separators is a row of signed decimals ("+12.50 13.75 14.00").
     v = _value(m)
     return 8 <= len(_digits(v)) <= 15 and not ("." in v and " " in v)
@@ -192,14 +210,13 @@ def is_intl_phone(m: re.Match[str]) -> bool:
 _IP_CONTEXT = re.compile(r"(?i)\b(?:ip|ipv4|address|host|server|dns|gateway|router)\b")
 
 
-def is_ipv4(m: re.Match[str]) -> bool:
+def is_ipv4(m: Match) -> bool:
     # "EC 3.1.1.11", "section 2.1.3.4": small dotted numbers are IPs only when the text
-    # says so; a two- or three-digit first octet is specific enough on its own.
-    first = _value(m).split(".", 1)[0]
-    return len(first) > 1 or _IP_CONTEXT.search(_before(m, 30)) is not None
+    # says so; a first octet of two or three digits is specific enough on its own.
+    return m.group("v").index(".") > 1 or _IP_CONTEXT.search(_before(m, 30)) is not None
 
 
-def is_ipv6(m: re.Match[str]) -> bool:
+def is_ipv6(m: Match) -> bool:
     v = _value(m)
     try:
         ipaddress.IPv6Address(v)
@@ -208,26 +225,54 @@ def is_ipv6(m: re.Match[str]) -> bool:
     return sum(1 for part in v.split(":") if part) >= 2
 
 
-def is_date(m: re.Match[str]) -> bool:
-    """A numeric date whose day and month are in range, either way round (US or EU)."""
+def is_numeric_date(m: Match) -> bool:
+    """Day and month in range, either way round (US or European order)."""
     a, b = (int(x) for x in re.split(r"[/.-]", _value(m))[:2])
     return (1 <= a <= 12 and 1 <= b <= 31) or (1 <= a <= 31 and 1 <= b <= 12)
 
 
-def _min_digits(n: int) -> Callable[[re.Match[str]], bool]:
-    def check(m: re.Match[str]) -> bool:
-        return sum(ch.isdigit() for ch in _value(m)) >= n
+_DATE_CUE = re.compile(
+    r"(?i)\b(?:on|since|from|until|till|through|to|before|after|dob|born|died|admitted"
+    r"|discharged|seen|visit|surgery)\W{1,3}$"
+)
 
-    return check
+
+def is_cued_date(m: Match) -> bool:
+    """A date without a year counts only after a word that makes it one ("admitted on
+    March 3"): bare, "Nov 23" is also a list entry or a headline stamp."""
+    return _DATE_CUE.search(_before(m, 16)) is not None
+
+
+@dataclass(frozen=True)
+class _MinDigits:
+    n: int
+
+    def __call__(self, m: Match) -> bool:
+        return sum(ch.isdigit() for ch in _value(m)) >= self.n
+
+
+DIGIT_RUN = re.compile(
+    r"\d(?:(?:[ ()./:+-]?[ ()./:+-]?\d){3,}|(?<=[1-9])[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d)"
+)
+"""Where digit-run detectors look. It is one scan for all of them, and it starts with a
+character class, which the regex engine skips to quickly."""
+RUN_BACK = 48
+_RUN_AHEAD = 24
+_RUN4 = re.compile(r"\d(?:[ ()./:+-]?[ ()./:+-]?\d){3,}")
+
+
+def has_digit_run(m: Match) -> bool:
+    """A labelled value needs four digits in a row (dashes or spaces between allowed)."""
+    return _RUN4.search(_value(m)) is not None
 
 
 def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
     return re.compile(pattern, flags | re.VERBOSE)
 
 
-# Shared pieces. An identifier must not be glued to a longer number, a word, a fraction
-# or a decimal ("1887.5", "1/2", "2,858,000"); a sentence-final "." or "," is fine.
-_START = r"(?<![\w+/.,-])"
+# An identifier must not be glued to a word, a longer number, a fraction or a decimal
+# ("1887.5", "1/2", "2,858,000", "1987-801"); a sentence-final "." or "," is fine.
+_START = r"(?<![\w+/.,])(?<!\d-)"
 _END = r"(?![\w-]|[.,/]\d)"
 # A labelled value: letters, digits, inner dashes/slashes/dots, no trailing punctuation.
 _ID = r"(?P<v>[A-Za-z0-9](?:[A-Za-z0-9]|[-/.](?=[A-Za-z0-9])){3,24})(?![\w-])"
@@ -242,8 +287,14 @@ _MONTH = (
 )
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"
 _YEAR = r"(?:1[89]|20)\d\d"
+_MAC = r"(?P<v>[0-9A-Fa-f]{2}(?P<s>[:-])(?:[0-9A-Fa-f]{2}(?P=s)){4}[0-9A-Fa-f]{2})(?![\w:-])"
 
-_LABEL_PROBES_ACCOUNT = ("account", "acct", "a/c", "routing", "aba")
+
+def _label(words: str, keywords: tuple[str, ...], value: str = _ID,
+           validate: Callable[[Match], bool] | None = has_digit_run, **where) -> Detector:
+    """A value after a case-insensitive label; each label contains one of ``keywords``."""
+    return Detector(_rx(r"(?i:\b(?:" + words + r"))" + _SEP + value), validate, keywords, **where)
+
 
 PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
     {
@@ -255,7 +306,7 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     (?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}
                     (?![\w-])"""
                 ),
-                probe=("@",),
+                anchors=("@",), back=64, ahead=256,
             ),
         ),
         "URL": (
@@ -266,23 +317,19 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     [^\s<>"'`{}|\\^\[\]]*[^\s<>"'`{}|\\^\[\].,;:!?)]""",
                     re.IGNORECASE,
                 ),
-                probe=("://", "www"),
+                anchors=("http", "ftp", "www"),
             ),
         ),
         "SSN": (
-            Detector(
-                _rx(
-                    r"""(?i:\b(?:ssn|ss\#|social\s+security(?:\s+(?:number|no\b\.?|\#))?))"""
-                    + _SEP
-                    + r"""(?P<v>\d{3}[- ]?\d{2}[- ]?\d{4})(?![\w-]|[.,]\d)"""
-                ),
-                probe=("ssn", "ss#", "social security"),
+            _label(
+                r"ssn|ss\#|social\s+security(?:\s+(?:number|no\b\.?|\#))?",
+                ("ssn", "ss#", "social"),
+                r"(?P<v>\d{3}[- ]?\d{2}[- ]?\d{4})(?![\w-]|[.,]\d)",
             ),
-            # Unlabelled only in the dashed or spaced 3-2-4 shape; nine bare digits are
+            # Unlabelled only in the dashed or spaced 3-2-4 shape: nine bare digits are
             # too common to be an SSN without a label.
             Detector(
-                _rx(_START + r"(?P<v>\d{3}(?P<s>[- ])\d{2}(?P=s)\d{4})" + _END),
-                validate=is_ssn,
+                _rx(_START + r"(?P<v>\d{3}(?P<s>[- ])\d{2}(?P=s)\d{4})" + _END), is_ssn
             ),
         ),
         "PHONE": (
@@ -296,32 +343,23 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     (?:\ ?,?\ ?(?i:ext\b\.?|extension|x)\ ?\d{1,6})?)"""
                     + _END
                 ),
-                validate=is_phone,
+                is_phone,
             ),
             Detector(
-                _rx(_START + r"(?P<v>(?:\+?1-?)?\d{3}-?[0-9A-Z]{3}-?[0-9A-Z]{4})(?![\w-])"),
-                validate=is_vanity_phone,
+                _rx(_START + r"(?P<v>(?:\+?1-?)?\d{3}(?:-?[0-9A-Za-z]){7,8})(?![\w-])"),
+                is_vanity_phone,
             ),
             # Other country codes: +44 20 7946 0958, +49 (30) 123456-78.
             Detector(
-                _rx(
-                    r"""(?<![\w+])(?P<v>\+[2-9]\d{0,2}
-                    (?:[-. ]?\(?\d{1,5}\)?){2,6})"""
-                    + _END
-                ),
-                validate=is_intl_phone,
-                probe=("+",),
+                _rx(r"(?<![\w+])(?P<v>\+[2-9]\d{0,2}(?:[-. ]?\(?\d{1,5}\)?){2,6})" + _END),
+                is_intl_phone,
             ),
             # A seven-digit local number needs a label to be told from a range.
-            Detector(
-                _rx(
-                    r"""(?i:\b(?:phone|tel|telephone|fax|call|cell|mobile|pager|beeper)
-                    \b(?:\s+(?:at|number|no\b\.?))?)"""
-                    + _SEP
-                    + r"(?P<v>[2-9]\d{2}[-. ]\d{4})"
-                    + _END
-                ),
-                probe=("phone", "tel", "fax", "call", "cell", "mobile", "pager", "beeper"),
+            _label(
+                r"(?:phone|tel|telephone|fax|call|cell|mobile|pager|beeper)\b"
+                r"(?:\s+(?:at|number|no\b\.?))?",
+                ("phone", "tel", "fax", "call", "cell", "mobile", "pager", "beeper"),
+                r"(?P<v>[2-9]\d{2}[-. ]\d{4})" + _END,
             ),
         ),
         "MRN": (
@@ -333,43 +371,33 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     + _SEP
                     + _ID
                 ),
-                validate=_min_digits(4),
-                probe=("mr", "med", "chart", "patient", "hospital"),
+                has_digit_run,
+                ("mr", "med", "chart", "patient", "hospital"),
             ),
         ),
         "HEALTH_PLAN": (
-            Detector(
-                _rx(
-                    r"""(?i:\b(?:member|subscriber|policy|group|beneficiary|insurance|insured
-                    |health\s+plan|medicaid|medicare)\s*""" + _NUM_OR_COLON + r"""
-                    |\bmedicare\s+beneficiary\s+identifier|\bmbi\b|\bhicn\b)"""
-                    + _SEP
-                    + _ID
-                ),
-                validate=_min_digits(4),
-                probe=("member", "subscriber", "policy", "group", "benef", "insur",
-                       "plan", "medica", "mbi", "hicn"),
+            _label(
+                r"(?:member|subscriber|policy|group|beneficiary|insurance|insured"
+                r"|health\s+plan|medicaid|medicare)\s*" + _NUM_OR_COLON
+                + r"|medicare\s+beneficiary\s+identifier|mbi\b|hicn\b",
+                ("member", "subscriber", "policy", "group", "beneficiary", "insur", "health",
+                 "medica", "mbi", "hicn"),
             ),
             # CMS Medicare Beneficiary Identifier: 11 characters in a fixed digit/letter
-            # layout, without S, L, O, I, B, Z; shown with or without dashes.
+            # layout without S, L, O, I, B, Z, shown with or without dashes.
             Detector(
                 _rx(
-                    r"""\b(?P<v>[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d(?P<d>-?)
-                    [AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d(?P=d)[AC-HJKMNP-RT-Y]{2}\d\d)\b"""
+                    r"""(?<![\w-])(?P<v>[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d(?P<d>-?)
+                    [AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d(?P=d)[AC-HJKMNP-RT-Y]{2}\d\d)(?![\w-])"""
                 ),
             ),
         ),
         "ACCOUNT": (
-            Detector(
-                _rx(
-                    r"""(?i:\b(?:(?:bank|checking|savings|billing|credit\s+card|card)\s+)?
-                    (?:account|acct|a/c)\b\.?\s*""" + _NUM + r"""?
-                    |\b(?:routing|aba)\s*""" + _NUM + r""")"""
-                    + _SEP
-                    + r"""(?P<v>(?:[A-Za-z]{1,4}-?)?\d(?:[\d-]|\ (?=\d)){4,30}\d)(?![\w-]|[.,]\d)"""
-                ),
-                validate=_min_digits(6),
-                probe=_LABEL_PROBES_ACCOUNT,
+            _label(
+                r"(?:account|acct|a/c)\b\.?\s*" + _NUM + r"?|(?:routing|aba)\s*" + _NUM,
+                ("account", "acct", "a/c", "routing", "aba"),
+                r"(?P<v>(?:[A-Za-z]{1,4}-?)?\d(?:[\d-]|\ (?=\d)){4,30}\d)(?![\w-]|[.,]\d)",
+                _MinDigits(6),
             ),
             Detector(
                 _rx(
@@ -378,61 +406,49 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     |\d{4}(?P<a>[- ]?)\d{6}(?P=a)\d{4,5})"""
                     + _END
                 ),
-                validate=is_card_number,
+                is_card_number,
             ),
             Detector(
                 _rx(r"\b(?P<v>[A-Z]{2}\d\d(?:\ ?[A-Z0-9]{4}){2,7}(?:\ ?[A-Z0-9]{1,3})?)\b"),
-                validate=is_iban,
+                is_iban,
             ),
         ),
         "LICENSE": (
-            Detector(
-                _rx(
-                    r"""(?i:\b(?:(?:driver'?s?\s+)?licen[cs]e|certificate|permit|dea
-                    |npi|dl)\s*""" + _NUM_OR_COLON + r"""|\bdea\b|\bnpi\b)"""
-                    + _SEP
-                    + _ID
-                ),
-                validate=_min_digits(3),
-                probe=("licen", "certificate", "permit", "dea", "npi", "dl"),
+            _label(
+                r"(?:(?:driver'?s?\s+)?licen[cs]e|certificate|permit|dea|npi|dl)\s*"
+                + _NUM_OR_COLON + r"|dea\b|npi\b",
+                ("licen", "certificate", "permit", "dea", "npi", "dl"),
             ),
-            Detector(_rx(r"\b(?P<v>[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7})\b"), validate=is_dea_number),
+            Detector(_rx(r"\b(?P<v>[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7})\b"), is_dea_number),
         ),
         "VEHICLE": (
-            Detector(
-                _rx(
-                    r"""(?i:\bvin\b|\bvehicle\s+identification\s+number)"""
-                    + _SEP
-                    + r"""(?P<v>[A-HJ-NPR-Z0-9]{17})\b"""
-                ),
-                probe=("vin", "vehicle"),
+            _label(
+                r"vin\b|vehicle\s+identification\s+number",
+                ("vin", "vehicle"),
+                r"(?P<v>[A-HJ-NPR-Z0-9]{17})\b",
             ),
-            Detector(_rx(r"\b(?P<v>[A-HJ-NPR-Z0-9]{17})\b"), validate=is_vin),
-            Detector(
-                _rx(
-                    r"""(?i:\blicen[cs]e\s+plate(?:\s*""" + _NUM + r""")?|\b(?:plate|tag)\s*""" + _NUM + r""")"""
-                    + _SEP
-                    + r"""(?P<v>[A-Z0-9]{1,4}[- ]?[A-Z0-9]{1,5})(?![\w-])"""
-                ),
-                validate=_min_digits(1),
-                probe=("plate", "tag"),
+            Detector(_rx(r"\b(?P<v>[A-HJ-NPR-Z0-9]{17})\b"), is_vin),
+            # Plates are short and may hold fewer than four digits in a row.
+            _label(
+                r"licen[cs]e\s+plate(?:\s*" + _NUM + r")?|(?:plate|tag)\s*" + _NUM,
+                (),
+                r"(?P<v>[A-Z0-9]{1,4}[- ]?[A-Z0-9]{1,5})(?![\w-])",
+                _MinDigits(1),
+                anchors=("plate", "tag"), back=16, ahead=24,
             ),
         ),
         "DEVICE": (
-            Detector(
-                _rx(
-                    r"""(?i:\b(?:serial|device|implant|pacemaker)\s*""" + _NUM_OR_COLON + r"""
-                    |\bs/n\b|\bsn\s*[:\#]|\b(?:udi|imei|meid|esn)\b)"""
-                    + _SEP
-                    + r"""(?P<v>[A-Za-z0-9()](?:[A-Za-z0-9()]|[-/.](?=[A-Za-z0-9(])){3,40})(?![\w-])"""
-                ),
-                validate=_min_digits(2),
-                probe=("serial", "device", "implant", "pacemaker", "s/n", "sn", "udi",
-                       "imei", "meid", "esn"),
+            _label(
+                r"(?:serial|device|implant|pacemaker)\s*" + _NUM_OR_COLON
+                + r"|s/n\b|sn\s*[:\#]|(?:udi|imei|meid|esn)\b",
+                ("serial", "device", "implant", "pacemaker", "s/n", "sn", "udi", "imei", "meid",
+                 "esn"),
+                r"""(?P<v>[A-Za-z0-9()](?:[A-Za-z0-9()]|[-/.](?=[A-Za-z0-9(])){3,40})(?![\w-])""",
             ),
-            # MAC address (EUI-48).
-            Detector(
-                _rx(r"(?<![\w:-])(?P<v>[0-9A-Fa-f]{2}(?P<s>[:-])(?:[0-9A-Fa-f]{2}(?P=s)){4}[0-9A-Fa-f]{2})(?![\w:-])"),
+            # A MAC address may hold no digit at all, so it is taken after its label only.
+            _label(
+                r"(?:mac|hardware|ethernet)(?:\s+address)?", (), _MAC, None,
+                anchors=("mac", "hardware", "ethernet"),
             ),
         ),
         "IP": (
@@ -441,15 +457,19 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     r"""(?<![\w.])(?P<v>(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}
                     (?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))(?![\w]|\.\d)"""
                 ),
-                validate=is_ipv4,
+                is_ipv4,
             ),
             Detector(
                 _rx(
                     r"""(?<![\w:.])(?P<v>(?:[0-9A-Fa-f]{0,4}:){2,7}
                     (?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?)(?![\w:])"""
                 ),
-                validate=is_ipv6,
-                probe=("::", ":"),
+                is_ipv6,
+                anchors=("::",), back=40, ahead=40,
+            ),
+            Detector(
+                _rx(r"(?<![\w:.])(?P<v>(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4})(?![\w:])"),
+                is_ipv6,
             ),
         ),
         "DATE": (
@@ -460,21 +480,20 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     |""" + _YEAR + r"""\s""" + _MONTH + r"""\s""" + _DAY + r""")\b"""
                 ),
             ),
-            # Without a year, "March 3" is a date only after a word that makes it one
-            # ("admitted on March 3"); bare it is also a list entry or a headline stamp.
             Detector(
-                _rx(
-                    r"""(?i:\b(?:on|since|from|until|till|through|to|before|after|dob:?
-                    |born|died))\s+(?P<v>""" + _MONTH + r"""\s""" + _DAY + r"""
-                    |""" + _DAY + r"""\s(?:of\s)?""" + _MONTH + r""")\b(?!,?\s\d)"""
-                ),
+                _rx(_MONTH + r"""\s""" + _DAY + r"""\b(?!,?\s\d)"""), is_cued_date, whole_text=True
+            ),
+            Detector(
+                _rx(r"""\d\d?(?:st|nd|rd|th)?\s(?:of\s)?""" + _MONTH + r"""\b(?!,?\s\d)"""),
+                is_cued_date,
+                whole_text=True,
             ),
             Detector(
                 _rx(
                     r"""(?<![\w/.:-])(?P<v>\d{1,2}(?:/\d{1,2}/(?:\d{4}|\d\d)|-\d{1,2}-\d{4}
                     |\.\d{1,2}\.\d{4}))(?![\w/]|[-.:]\d)"""
                 ),
-                validate=is_date,
+                is_numeric_date,
             ),
             Detector(
                 _rx(
@@ -490,9 +509,9 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     r"""(?<![\w.])(?P<v>9\d|1[01]\d)(?=[\s-]?(?:years?|yrs?|y)[\s-]?old\b
                     |\s?(?:yo|y/o|y\.o\.)(?!\w))"""
                 ),
-                probe=("old", "yo", "y/o", "y.o"),
+                anchors=("old", "yo", "y/o", "y.o"), back=16, ahead=4,
             ),
-            Detector(_rx(r"(?i:\baged\s|\bage:\s?)(?P<v>9\d|1[01]\d)\b"), probe=("age",)),
+            _label(r"aged\s|age:\s?", (), r"(?P<v>9\d|1[01]\d)\b", None, anchors=("aged", "age:")),
         ),
     }
 )
@@ -501,76 +520,139 @@ that text holds no PII; never copy the patterns."""
 
 PII_TYPES: tuple[str, ...] = tuple(PII_PATTERNS)
 CLINICAL_TYPES = frozenset({"DATE", "AGE"})
-"""Safe Harbor (C): redacted only where ``clinical_dates`` is on."""
+"""Safe Harbor (C): searched only where ``clinical_dates`` is on."""
 
 # A type's position is its rank when two matches start at the same place and are equally
-# long: labels and check digits decide before the looser shapes do.
+# long, so a labelled or check-digit match decides before the looser shapes.
 _RANK = {t: i for i, t in enumerate(PII_TYPES)}
+_TOKEN_REST = re.compile(r"\S*")
 
 
-def _spans(text: str, detectors: tuple[tuple[str, Detector], ...]) -> list[tuple[int, int, str]]:
-    """Non-overlapping ``(start, end, type)`` of PII in ``text``, leftmost-longest first."""
+def _lower(text: str) -> str:
+    """Lower-cased text with the same offsets (a few characters lower to two)."""
     low = text.lower()
-    found: list[tuple[int, int, int, str]] = []
-    for pii_type, det in detectors:
-        if det.probe and not any(p in low for p in det.probe):
-            continue
-        for m in det.regex.finditer(text):
-            if det.validate is not None and not det.validate(m):
-                continue
-            start, end = m.span("v" if "v" in m.re.groupindex else 0)
-            found.append((start, -(end - start), _RANK[pii_type], pii_type))
-    found.sort()
-    out: list[tuple[int, int, str]] = []
-    last = -1
-    for start, neg_len, _, pii_type in found:
-        if start >= last:
-            out.append((start, start - neg_len, pii_type))
-            last = start - neg_len
-    return out
+    if len(low) == len(text):
+        return low
+    return "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
 
 
-def _select(types: Iterable[str] | None, clinical_dates: bool) -> tuple[tuple[str, Detector], ...]:
-    wanted = set(PII_TYPES if types is None else types)
-    unknown = wanted - set(PII_TYPES)
+def _window_end(text: str, pos: int) -> int:
+    # A window never ends inside a token, or a lookahead would see a false boundary.
+    return _TOKEN_REST.match(text, min(len(text), pos)).end()
+
+
+def _run_windows(text: str) -> list[tuple[int, int]]:
+    windows: list[tuple[int, int]] = []
+    for m in DIGIT_RUN.finditer(text):
+        start = max(0, m.start() - RUN_BACK)
+        end = _window_end(text, m.end() + _RUN_AHEAD)
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
+        else:
+            windows.append((start, end))
+    return windows
+
+
+@dataclass(frozen=True)
+class _Plan:
+    runs: tuple[tuple[str, Detector], ...]
+    anchored: tuple[tuple[str, Detector], ...]
+    whole: tuple[tuple[str, Detector], ...]
+
+
+@lru_cache(maxsize=None)
+def _plan(types: frozenset[str], clinical_dates: bool) -> _Plan:
+    unknown = types - set(PII_TYPES)
     if unknown:
         raise ValueError(f"unknown PII types {sorted(unknown)}; known: {list(PII_TYPES)}")
     if not clinical_dates:
-        wanted -= CLINICAL_TYPES
-    return tuple((t, d) for t in PII_TYPES if t in wanted for d in PII_PATTERNS[t])
+        types -= CLINICAL_TYPES
+    chosen = [(t, d) for t in PII_TYPES if t in types for d in PII_PATTERNS[t]]
+    return _Plan(
+        runs=tuple((t, d) for t, d in chosen if not d.anchors and not d.whole_text),
+        anchored=tuple((t, d) for t, d in chosen if d.anchors),
+        whole=tuple((t, d) for t, d in chosen if d.whole_text),
+    )
+
+
+def _candidates(text: str, plan: _Plan) -> Iterable[tuple[str, Detector, Match]]:
+    low = _lower(text)
+    if plan.runs:
+        windows = _run_windows(text)
+        for pii_type, det in plan.runs:
+            for start, end in windows:
+                if det.keywords and all(low.find(k, start, end) == -1 for k in det.keywords):
+                    continue
+                for m in det.regex.finditer(text, start, end):
+                    yield pii_type, det, m
+    if plan.anchored:
+        for pii_type, det in plan.anchored:
+            for anchor in det.anchors:
+                i = low.find(anchor)
+                while i != -1:
+                    if det.back:
+                        end = _window_end(text, i + len(anchor) + det.ahead)
+                        for m in det.regex.finditer(text, max(0, i - det.back), end):
+                            yield pii_type, det, m
+                    else:
+                        m = det.regex.match(text, i)
+                        if m is not None:
+                            yield pii_type, det, m
+                    i = low.find(anchor, i + 1)
+    for pii_type, det in plan.whole:
+        for m in det.regex.finditer(text):
+            yield pii_type, det, m
+
+
+def _spans(text: str, plan: _Plan) -> list[tuple[int, int, str]]:
+    """Non-overlapping ``(start, end, type)`` of PII in ``text``, leftmost-longest first."""
+    found: set[tuple[int, int, int, str]] = set()
+    for pii_type, det, m in _candidates(text, plan):
+        if det.validate is None or det.validate(m):
+            start, end = m.span("v" if "v" in m.re.groupindex else 0)
+            found.add((start, start - end, _RANK[pii_type], pii_type))
+    out: list[tuple[int, int, str]] = []
+    last = -1
+    for start, neg_len, _, pii_type in sorted(found):
+        if start >= last:
+            last = start - neg_len
+            out.append((start, last, pii_type))
+    return out
 
 
 def find_pii(
     text: str, types: Iterable[str] | None = None, clinical_dates: bool = False
 ) -> dict[str, list[str]]:
-    """``{type: [matched strings]}`` for the PII left in ``text`` (empty when clean).
+    """``{type: [matched strings]}`` for the PII in ``text`` (empty when there is none).
 
-    Takes the same options as :class:`PIIRedactor`, so validation can check a domain with
+    Takes the same options as :class:`PIIRedactor`, so validation checks a domain with
     the settings its profile redacted with.
     """
     found: dict[str, list[str]] = {}
-    for start, end, pii_type in _spans(text, _select(types, clinical_dates)):
+    plan = _plan(frozenset(PII_TYPES if types is None else types), clinical_dates)
+    for start, end, pii_type in _spans(text, plan):
         found.setdefault(pii_type, []).append(text[start:end])
     return found
 
 
 class PIIRedactor(Transform):
-    """Replace PII with ``<TYPE>`` placeholders and record ``doc["pii"] = {type: count}``.
+    """Replace PII with ``<TYPE>`` placeholders and set ``doc["pii"] = {type: count}``.
 
     ``types`` restricts the types redacted (default: all of :data:`PII_TYPES`);
-    ``clinical_dates`` turns on ``DATE`` and ``AGE`` (Safe Harbor (C)), meant for the
-    medical profile only.
+    ``clinical_dates`` turns on ``DATE`` and ``AGE`` (Safe Harbor (C)), for the medical
+    profile.
     """
 
     name = "pii"
 
     def __init__(self, types: Iterable[str] | None = None, clinical_dates: bool = False):
+        self.types = frozenset(PII_TYPES if types is None else types)
         self.clinical_dates = clinical_dates
-        self._detectors = _select(types, clinical_dates)
-        self.types = tuple(dict.fromkeys(t for t, _ in self._detectors))
+        _plan(self.types, clinical_dates)  # fail on unknown types now, not per document
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
-        spans = _spans(text, self._detectors)
+        """``(redacted text, {type: count})``, counting only types that occurred."""
+        spans = _spans(text, _plan(self.types, self.clinical_dates))
         if not spans:
             return text, {}
         parts: list[str] = []

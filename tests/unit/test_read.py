@@ -1,0 +1,71 @@
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bad_corpus import write_bad_corpus
+from pipelines.config import CorpusConfig
+from pipelines.read import CorpusReader, list_files
+
+
+def _read_all(corpus):
+    files, missing = list_files(corpus)
+    out = [("quarantine", m) for m in missing]
+    for path in files:
+        out += list(CorpusReader(corpus).read(path))
+    return out
+
+
+def test_bad_corpus_every_record_accounted(tmp_path):
+    write_bad_corpus(tmp_path)
+    corpus = CorpusConfig(name="bad", path=str(tmp_path), format="jsonl", domain="finance", id_field="id")
+    out = _read_all(corpus)
+    errors = {q["error"].split(":")[0].split(" at ")[0] for kind, q in out if kind == "quarantine"}
+    assert {
+        "invalid utf-8", "malformed JSON", "expected a JSON object, got list", "missing text field 'text'",
+        "text field 'text' is int, expected a string", "text contains NUL bytes (binary data, not text)",
+        "corrupt or truncated gzip after line 171", "cannot read file",
+    } <= errors
+    unreadable = [q for kind, q in out if kind == "quarantine" and q["position"] == -1]
+    assert [q["file"] for q in unreadable] == [str(tmp_path / "unreadable.jsonl")]
+    docs = [d for kind, d in out if kind == "doc"]
+    assert {"good-0", "good-1", "huge"} <= {d["id"] for d in docs}
+    assert len(next(d for d in docs if d["id"] == "huge")["text"]) == 5_000_000
+    bad_line = next(q for kind, q in out if kind == "quarantine" and q["error"].startswith("invalid utf-8"))
+    assert bad_line["file"].endswith("mixed.jsonl") and bad_line["position"] == 2
+
+
+def test_missing_path_is_quarantined_not_fatal(tmp_path):
+    corpus = CorpusConfig(name="gone", path=str(tmp_path / "nope" / "*.jsonl"), format="jsonl", domain="law")
+    [(kind, record)] = _read_all(corpus)
+    assert kind == "quarantine" and record["error"] == "no file matches this path"
+
+
+def test_parquet_and_txt_formats_and_stable_ids(tmp_path):
+    pq.write_table(pa.table({"body": ["first text", "second text"], "year": [1987, 1988]}), tmp_path / "a.parquet")
+    corpus = CorpusConfig(name="p", path=str(tmp_path / "*.parquet"), format="parquet", domain="law", text_field="body")
+    docs = [d for kind, d in _read_all(corpus) if kind == "doc"]
+    assert [(d["id"], d["text"], d["metadata"]) for d in docs] == [
+        ("p:a.parquet:1", "first text", {"year": 1987}),
+        ("p:a.parquet:2", "second text", {"year": 1988}),
+    ]
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "one.txt").write_bytes("caf\u00e9 text".encode())
+    (tmp_path / "t" / "latin.txt").write_bytes("caf\u00e9".encode("latin-1"))
+    corpus = CorpusConfig(name="t", path=str(tmp_path / "t"), format="txt", domain="law")
+    out = _read_all(corpus)
+    assert [d["text"] for kind, d in out if kind == "doc"] == ["caf\u00e9 text"]
+    assert [q["file"].endswith("latin.txt") for kind, q in out if kind == "quarantine"] == [True]
+
+
+def test_metadata_pass_through_and_source(tmp_path):
+    rows = [{"id": "r1", "text": "t", "source": "wire", "title": "T", "topics": ["earn"], "extra": 1}]
+    path = tmp_path / "x.jsonl.gz"
+    path.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
+    corpus = CorpusConfig(
+        name="c", path=str(path), format="jsonl.gz", domain="finance", id_field="id", title_field="title",
+        metadata_fields=["topics"],
+    )
+    [(kind, doc)] = _read_all(corpus)
+    assert (doc["id"], doc["source"], doc["title"], doc["metadata"]) == ("r1", "wire", "T", {"topics": ["earn"]})

@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --compile -e '.[test]'
 	touch $(STAMP)
 
+# The stages built so far: clean both samples, then plan a model for a small CPU budget.
 demo: install
 	$(BIN)/dapt corpus clean --config examples/corpora.yaml --output $(DEMO_OUT)/clean
+	$(BIN)/dapt plan --flops 1e17 --unique-tokens 6e6 --vocab-size 8000 --seq-len 256
 
 test: install
 	$(BIN)/python -m pytest -q tests

@@ -3,27 +3,34 @@
 Both transforms take a PCollection of document dicts (see :mod:`pipelines.steps.base`;
 they read ``id`` and ``text`` and pass every other key through untouched) and return the
 ``DoOutputsTuple`` of their final ``ParDo``: ``result.kept`` (the main output) and
-``result.rejected`` (a tagged output). A rejected document gets ``reason`` and
-``reason_detail``; nothing is dropped silently, so ``kept + rejected == input``.
+``result.rejected`` (a tagged output), both PCollections of documents. A rejected
+document gets ``reason`` and ``reason_detail``; nothing is dropped silently, so
+``kept + rejected == input``.
 
 Which copy is kept
     In every duplicate group the kept document is the one with the smallest
-    ``(-len(text), id)``: the longest text, ties broken by ``id``. The rule depends on
-    nothing but the documents, so the result is the same for any input order, bundling
-    or runner. Document ids are assumed unique (the contract in ``base.py``).
+    :func:`keep_key` ``(-len(text), id)``: the longest text, ties broken by ``id``. The rule
+    depends on nothing but the documents, so the result is the same for any input order,
+    bundling or runner. Document ids are assumed unique (the contract in ``base.py``).
 
 Order in the cleaning job
     ``ExactDedup`` first, then ``NearDedup`` on its ``kept`` output, over all corpora and
     domains of the run together: a duplicate is a duplicate whatever corpus it came from.
 
+Shape of both transforms
+    Deciding needs every document, so each transform is a barrier: the documents wait,
+    materialised, while small records (content hashes, or MinHash band keys) are shuffled
+    and the decisions are made; the decisions (``id -> reason_detail`` of the *rejected*
+    documents only) then come back as a dict side input to a ``ParDo`` over the waiting
+    documents. Texts are never shuffled.
+
 Costs on the in-process DirectRunner
-    Per-element overhead dominates there, so the near-dedup stages move batches: one
-    element per ``batch_size`` documents carries their ids, lengths and signatures, and
-    the LSH shuffle has one element per (batch, band, shard) holding numpy arrays. Only
-    the two routing passes see one element per document. Full texts are never shuffled by
-    ``NearDedup``; they stay in the input PCollection and the decisions come back to them
-    as a side input keyed by id (a broadcast join, sized by the number of *rejected*
-    documents, not by the corpus).
+    Per-element overhead and the coder dominate there, so the documents are batched
+    (``batch_size``) before the barrier and wait as :class:`_DocBatch` objects, which the
+    runner pickles whole (about half the coder time of encoding the dicts one by one).
+    Shuffles carry one element per (batch, shard) or (batch, band, shard). ``num_shards``
+    spreads the hash and band groups over that many keys: 1 suits one process, a
+    distributed runner wants enough to keep each group small.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ REJECTED = "rejected"
 # The near-duplicate threshold that the corpora README measures with and the tests check:
 # Jaccard >= 0.8 on word 5-gram shingles.
 NEAR_THRESHOLD = 0.8
+BATCH_SIZE = 512
 
 Key = tuple[int, str]
 
@@ -63,88 +71,140 @@ def keep_key(doc: Doc) -> Key:
     return (-len(doc["text"]), doc["id"])
 
 
+class _DocBatch:
+    """Documents moved as one object, so that Beam's coder falls back to one pickle."""
+
+    __slots__ = ("docs",)
+
+    def __init__(self, docs: list[Doc]) -> None:
+        self.docs = docs
+
+
+def _batched(docs: beam.PCollection, batch_size: int) -> beam.PCollection:
+    return (
+        docs
+        | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
+        | "Wrap" >> beam.Map(_DocBatch)
+    )
+
+
+class _Route(beam.DoFn):
+    """Unbatch, rejecting the documents whose id is in the decisions side input."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def process(self, batch: _DocBatch, rejected: dict[str, str]) -> Iterator[Any]:
+        for doc in batch.docs:
+            detail = rejected.get(doc["id"])
+            if detail is None:
+                yield doc
+            else:
+                yield pvalue.TaggedOutput(
+                    REJECTED, {**doc, "reason": self.reason, "reason_detail": detail}
+                )
+
+
+def _routed(batches: beam.PCollection, reason: str, rejected: beam.PCollection):
+    return batches | "Route" >> beam.ParDo(_Route(reason), pvalue.AsDict(rejected)).with_outputs(
+        REJECTED, main=KEPT
+    )
+
+
 class ExactDedup(beam.PTransform):
     """Keep one document per :func:`~pipelines.steps.minhash.content_hash`.
 
-    Every document leaves with ``content_hash`` set. Documents are grouped by that hash
-    (one ``GroupByKey`` of the documents themselves: the group has to meet anyway, and
-    joining decisions back would shuffle the texts a second time); in each group the
-    :func:`keep_key` minimum is kept and the others are rejected with
-    ``reason="duplicate_exact"`` and ``reason_detail="duplicate of <kept id>"``.
+    Every document leaves with ``content_hash`` set. The ``(content_hash, keep_key)``
+    pairs, not the documents, are grouped (by ``num_shards`` hash shards, then by hash in
+    the reducer); in each hash group the :func:`keep_key` minimum is kept and the others
+    are rejected with ``reason="duplicate_exact"`` and ``reason_detail="duplicate of
+    <kept id>"``.
     """
 
+    def __init__(self, batch_size: int = BATCH_SIZE, num_shards: int = 1) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_shards = num_shards
+
     def expand(self, docs: beam.PCollection) -> pvalue.DoOutputsTuple:
-        return (
-            docs
-            | "KeyByContentHash" >> beam.Map(_keyed_by_hash)
-            | "GroupByContentHash" >> beam.GroupByKey()
-            | "KeepOnePerHash" >> beam.ParDo(_KeepOnePerHash()).with_outputs(REJECTED, main=KEPT)
+        hashed = _batched(docs, self.batch_size) | "ContentHash" >> beam.Map(_with_content_hash)
+        rejected = (
+            hashed
+            | "HashParts" >> beam.FlatMap(_hash_parts, self.num_shards)
+            | "GroupByHashShard" >> beam.GroupByKey()
+            | "ExactRejections" >> beam.FlatMap(_exact_rejections)
         )
+        return _routed(hashed, "duplicate_exact", rejected)
 
 
-def _keyed_by_hash(doc: Doc) -> tuple[str, Doc]:
-    h = content_hash(doc["text"])
-    return h, {**doc, "content_hash": h}
+def _with_content_hash(batch: _DocBatch) -> _DocBatch:
+    return _DocBatch([{**doc, "content_hash": content_hash(doc["text"])} for doc in batch.docs])
 
 
-class _KeepOnePerHash(beam.DoFn):
-    def process(self, element: tuple[str, Iterable[Doc]]) -> Iterator[Any]:
-        _, group = element
-        group = list(group)
-        if len(group) == 1:
-            yield group[0]
-            return
-        keeper = min(group, key=keep_key)
-        yield keeper
-        detail = f"duplicate of {keeper['id']}"
-        for doc in group:
-            if doc is not keeper:
-                yield pvalue.TaggedOutput(
-                    REJECTED, {**doc, "reason": "duplicate_exact", "reason_detail": detail}
-                )
+def _hash_parts(batch: _DocBatch, num_shards: int) -> Iterator[tuple[int, list[tuple[str, Key]]]]:
+    parts: dict[int, list[tuple[str, Key]]] = {}
+    for doc in batch.docs:
+        h = doc["content_hash"]
+        parts.setdefault(int(h[:8], 16) % num_shards, []).append((h, keep_key(doc)))
+    yield from parts.items()
+
+
+def _exact_rejections(
+    element: tuple[int, Iterable[list[tuple[str, Key]]]],
+) -> Iterator[tuple[str, str]]:
+    _, parts = element
+    pairs = [pair for part in parts for pair in part]
+    best: dict[str, Key] = {}
+    for h, key in pairs:
+        if h not in best or key < best[h]:
+            best[h] = key
+    for h, key in pairs:
+        if best[h] != key:
+            yield key[1], f"duplicate of {best[h][1]}"
 
 
 class NearDedup(beam.PTransform):
     """MinHash-LSH near-duplicate removal; one document kept per cluster.
 
-    Stages (each moves batches, see the module docstring):
+    Stages (see the module docstring for the batching):
 
-    1. **Sign**: documents are batched and each batch yields ``(keys, signatures)``, the
+    1. **Sign**: each batch of documents yields ``(keys, signatures)``, the
        :func:`keep_key` of every document and its MinHash signature (no text).
     2. **Band shuffle**: per batch, for every band and shard, the band hashes and keys go
        to ``GroupByKey`` keyed ``(band, shard)`` with ``shard = band_hash % num_shards``.
-       Grouping many band keys into one element changes nothing about which documents
-       meet, only how many elements the runner moves. Each group is sorted by band hash,
-       and every run of two or more equal hashes is a colliding bucket.
+       Many band keys per element change nothing about which documents meet, only how
+       many elements the runner moves. Each group is sorted by band hash, and every run
+       of two or more equal hashes is a colliding bucket.
     3. **Verify and cluster** (one worker): the buckets, plus the signatures of only the
-       documents that appear in some bucket (picked from stage 1 with the bucket members
-       as a side input), are combined onto one worker by a ``CombineGlobally``, as
-       datatrove's cluster stage gathers its duplicate pairs to one task. Within a
-       bucket, every pair whose estimated Jaccard (share of equal signature values over
-       all ``num_perm``) is at least ``threshold`` becomes an edge, and union-find turns
-       the edges into clusters whose root is the kept document. Only documents in some
-       bucket reach this worker; the signatures and edges are small next to the corpus.
-    4. **Route**: the decisions ``{id: (kept id, estimated Jaccard)}`` are a side input
-       of a ``ParDo`` over the documents; a listed document is rejected with
-       ``reason="duplicate_near"`` and ``reason_detail="duplicate of <kept id>
-       (estimated Jaccard 0.91)"``, Jaccard to the kept document.
+       documents that sit in some bucket (picked from stage 1 with the bucket members as
+       a side input), are gathered onto one worker by a ``CombineGlobally``, as
+       datatrove's cluster stage gathers its duplicate pairs into one task. Within a
+       bucket, every pair whose estimated Jaccard (share of equal values over all
+       ``num_perm``) is at least ``threshold`` is an edge, and union-find turns the edges
+       into clusters whose root is the kept document. Only bucket members reach this
+       worker: their signatures and edges are small next to the corpus.
+    4. **Route**: rejected documents get ``reason="duplicate_near"`` and
+       ``reason_detail="duplicate of <kept id> (estimated Jaccard 0.91)"``, the estimate
+       being to the kept document.
 
-    Why pairs are verified: MinHasher's docstring gives the LSH S-curve. Templated
-    answers (GARD, CancerGov) in the medical sample share long boilerplate at Jaccard
-    0.6-0.8, and pairs there become candidates often (0.21 at J = 0.6, 0.56 at 0.7).
-    Without verification, connected components chained them into clusters of ~850
-    documents and near-dedup removed 1,146 documents of the two samples, against ~310
-    that true Jaccard >= 0.8 justifies; most of them had Jaccard < 0.5 to their kept
-    document. Checking every pair in a bucket (not only against one bucket member, which
-    left 14% of the true pairs unmerged) at ``threshold=0.8`` removed 297-493 depending
-    on the seed, left 0.02-0.11% of kept documents in a true pair, and no rejected
-    document had Jaccard < 0.5 to its kept one. The remaining over-merging is chaining
-    through real >= 0.8 edges, which is what connected components mean.
+    Why pairs are verified, measured on the medical + finance samples after exact dedup
+    (19,738 documents; 310 removals are justified by true Jaccard >= 0.8, the README's
+    "removable" figure): templated answers (GARD, CancerGov) share long boilerplate at
+    Jaccard 0.6-0.8, and such pairs become LSH candidates often (probability 0.21 at
+    J = 0.6, 0.56 at 0.7). Without verification, connected components chained them into
+    clusters of ~850 documents and removed 1,146, most with Jaccard < 0.5 to the kept
+    document. Checking each member only against one bucket member left 14% of the true
+    pairs unmerged. Checking every pair in a bucket at ``threshold=0.8`` removed 297-493
+    (four seeds), left 0.02-0.11% of kept documents in a true pair, and no rejected
+    document had Jaccard < 0.5 to its kept one; at 0.85 one seed left 7% in true pairs.
+    The estimate reads high on candidates (they were chosen for an equal band), so 0.8
+    also admits some pairs at true 0.75-0.8; what over-merging remains is chaining through
+    such edges, which is what connected components mean.
 
-    Verification is quadratic in a bucket's size: fine for the buckets of near-identical
-    documents that LSH produces at these settings (the largest on the samples is ~500),
-    and the one place to revisit if a corpus has tens of thousands of copies of one
-    template that exact dedup did not remove.
+    Verification is quadratic in a bucket's size, done as one numpy comparison per member:
+    fine for the buckets LSH produces at these settings (the largest on the samples has
+    ~500 members), and the place to revisit if a corpus carries tens of thousands of
+    copies of one template that exact dedup did not catch.
     """
 
     def __init__(
@@ -155,7 +215,7 @@ class NearDedup(beam.PTransform):
         rows: int = ROWS,
         seed: int = SEED,
         threshold: float = NEAR_THRESHOLD,
-        batch_size: int = 512,
+        batch_size: int = BATCH_SIZE,
         num_shards: int = 1,
     ) -> None:
         super().__init__()
@@ -165,37 +225,32 @@ class NearDedup(beam.PTransform):
         self.num_shards = num_shards
 
     def expand(self, docs: beam.PCollection) -> pvalue.DoOutputsTuple:
-        hasher = self.hasher
-        signed = (
-            docs
-            | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
-            | "Sign" >> beam.Map(_sign_batch, hasher)
-        )
+        batches = _batched(docs, self.batch_size)
+        signed = batches | "Sign" >> beam.Map(_sign_batch, self.hasher)
         buckets = (
             signed
-            | "BandParts" >> beam.FlatMap(_band_parts, hasher, self.num_shards)
+            | "BandParts" >> beam.FlatMap(_band_parts, self.hasher, self.num_shards)
             | "GroupByBand" >> beam.GroupByKey()
             | "CollidingBuckets" >> beam.FlatMap(_colliding_buckets)
         )
-        members = buckets | "BucketMembers" >> beam.CombineGlobally(_MemberSet())
+        members = buckets | "BucketMembers" >> beam.CombineGlobally(_MemberSet()).without_defaults()
         candidate_sigs = signed | "CandidateSignatures" >> beam.FlatMap(
-            _pick_signatures, pvalue.AsSingleton(members)
+            _pick_signatures, pvalue.AsSingleton(members, default_value=frozenset())
         )
-        decisions = (
+        rejected = (
             (
                 buckets | "TagBuckets" >> beam.Map(lambda b: ("bucket", b)),
                 candidate_sigs | "TagSignatures" >> beam.Map(lambda s: ("signatures", s)),
             )
             | "Gather" >> beam.Flatten()
-            | "Cluster" >> beam.CombineGlobally(_Cluster(self.threshold))
+            | "Cluster" >> beam.CombineGlobally(_Cluster(self.threshold)).without_defaults()
+            | "Decisions" >> beam.FlatMap(dict.items)
         )
-        return docs | "RouteNear" >> beam.ParDo(
-            _RouteNear(), pvalue.AsSingleton(decisions)
-        ).with_outputs(REJECTED, main=KEPT)
+        return _routed(batches, "duplicate_near", rejected)
 
 
-def _sign_batch(batch: list[Doc], hasher: MinHasher) -> tuple[list[Key], np.ndarray]:
-    return [keep_key(d) for d in batch], hasher.signatures([d["text"] for d in batch])
+def _sign_batch(batch: _DocBatch, hasher: MinHasher) -> tuple[list[Key], np.ndarray]:
+    return [keep_key(d) for d in batch.docs], hasher.signatures([d["text"] for d in batch.docs])
 
 
 def _band_parts(
@@ -223,7 +278,8 @@ def _colliding_buckets(
     ordered = hashes[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     ends = np.r_[starts[1:], len(ordered)]
-    for lo, hi in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+    shared = ends - starts > 1
+    for lo, hi in zip(starts[shared], ends[shared]):
         yield tuple(sorted(keys[i] for i in order[lo:hi]))
 
 
@@ -257,17 +313,17 @@ def _pick_signatures(
 
 
 class _Cluster(beam.CombineFn):
-    """Verify bucket pairs by signature agreement and run union-find on one worker.
+    """Verify bucket pairs by signature agreement and run union-find, on one worker.
 
-    The accumulator is ``(buckets, signature batches)``; all the work is in
-    ``extract_output``, once everything has arrived. The output maps the id of every
-    rejected document to ``(kept id, estimated Jaccard to it)``.
+    The accumulator is ``(buckets, signature batches)``; the work happens once, in
+    ``extract_output``. The output maps the id of every rejected document to its
+    ``reason_detail``.
     """
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
 
-    def create_accumulator(self) -> tuple[set[tuple[Key, ...]], list[tuple[list[Key], np.ndarray]]]:
+    def create_accumulator(self):
         return set(), []
 
     def add_input(self, acc, element):
@@ -285,7 +341,7 @@ class _Cluster(beam.CombineFn):
             batches.extend(s)
         return buckets, batches
 
-    def extract_output(self, acc) -> dict[str, tuple[str, float]]:
+    def extract_output(self, acc) -> dict[str, str]:
         buckets, batches = acc
         if not buckets:
             return {}
@@ -294,31 +350,34 @@ class _Cluster(beam.CombineFn):
         needed = math.ceil(self.threshold * sigs.shape[1] - 1e-9)
         uf = UnionFind()
         for bucket in sorted(buckets):
-            block = sigs[[row_of[k] for k in bucket]]
-            for i in range(len(bucket) - 1):
-                agree = np.count_nonzero(block[i + 1 :] == block[i], axis=1)
-                for j in np.flatnonzero(agree >= needed):
-                    uf.union(bucket[i], bucket[i + 1 + j])
-        decisions = {}
+            # A bucket whose members are already one cluster cannot add an edge that matters.
+            if len({uf.find(k) for k in bucket}) == 1:
+                continue
+            label = _verified_components(sigs[[row_of[k] for k in bucket]], needed)
+            for i, first in enumerate(label):
+                if first != i:
+                    uf.union(bucket[first], bucket[i])
+        rejected = {}
         for node, root in uf.roots().items():
             if node != root:
                 jaccard = estimate_jaccard(sigs[row_of[node]], sigs[row_of[root]])
-                decisions[node[1]] = (root[1], jaccard)
-        return decisions
+                rejected[node[1]] = f"duplicate of {root[1]} (estimated Jaccard {jaccard:.2f})"
+        return rejected
 
 
-class _RouteNear(beam.DoFn):
-    def process(self, doc: Doc, decisions: dict[str, tuple[str, float]]) -> Iterator[Any]:
-        decision = decisions.get(doc["id"])
-        if decision is None:
-            yield doc
-            return
-        kept_id, jaccard = decision
-        yield pvalue.TaggedOutput(
-            REJECTED,
-            {
-                **doc,
-                "reason": "duplicate_near",
-                "reason_detail": f"duplicate of {kept_id} (estimated Jaccard {jaccard:.2f})",
-            },
-        )
+def _verified_components(block: np.ndarray, needed: int) -> list[int]:
+    """Components of one bucket's graph of pairs agreeing on ``needed`` values or more.
+
+    Returns, per row, the lowest row of its component. Labels are merged with numpy so
+    that a bucket of a few hundred copies costs a few hundred array operations rather
+    than tens of thousands of union-find calls.
+    """
+    label = np.arange(len(block))
+    for i in range(len(block) - 1):
+        agree = np.count_nonzero(block[i + 1 :] == block[i], axis=1)
+        linked = np.flatnonzero(agree >= needed) + i + 1
+        if len(linked):
+            merged = np.unique(np.r_[label[i], label[linked]])
+            if len(merged) > 1:
+                label[np.isin(label, merged)] = merged[0]
+    return label.tolist()

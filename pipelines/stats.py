@@ -7,7 +7,7 @@
      "by_source": {source: {"input", "kept", "rejected", "quarantined", "chars", "words"}},
      "pii_redacted": {type: n}, "chars": n, "words": n,
      "boilerplate_lines_removed": n, "files": {path: records}, "empty_files": [path],
-     "seconds": s}
+     "unreadable_files": {path: error}, "seconds": s}
 
 ``chars`` and ``words`` count kept text. Quarantined records of a file that could not be
 parsed have no ``source``; they count under their corpus name in ``by_source``.
@@ -54,6 +54,9 @@ def summarize(kind: str, item: dict) -> Summary:
         )
     if kind == "rejected":
         return Summary(kind, item["domain"], source, reason=item["reason"])
+    if item["position"] == -1:
+        # A whole file (or path) that could not be read: named in stats and on screen.
+        return Summary(kind, item["domain"], source, file=item["file"], reason=item["error"])
     return Summary(kind, item["domain"], source)
 
 
@@ -69,6 +72,7 @@ class StatsCombineFn(beam.CombineFn):
             "input": 0, "kept": 0, "rejected": Counter(), "quarantined": 0,
             "by_domain": {}, "by_source": {}, "pii_redacted": Counter(),
             "chars": 0, "words": 0, "boilerplate_lines_removed": 0, "files": Counter(),
+            "unreadable_files": {},
         }
 
     def add_input(self, acc, summary: Summary):
@@ -84,6 +88,8 @@ class StatsCombineFn(beam.CombineFn):
             acc[kind] += 1
         if kind == "input":
             acc["files"][summary.file] += 1
+        elif kind == "quarantined" and summary.reason:
+            acc["unreadable_files"][summary.file] = summary.reason
         elif kind == "kept":
             acc["chars"] += summary.chars
             acc["words"] += summary.words
@@ -96,7 +102,7 @@ class StatsCombineFn(beam.CombineFn):
         for acc in accumulators:
             for key in ("input", "kept", "quarantined", "chars", "words", "boilerplate_lines_removed"):
                 merged[key] += acc[key]
-            for key in ("rejected", "pii_redacted", "files"):
+            for key in ("rejected", "pii_redacted", "files", "unreadable_files"):
                 merged[key].update(acc[key])
             for table in ("by_domain", "by_source"):
                 for name, group in acc[table].items():
@@ -111,6 +117,7 @@ class StatsCombineFn(beam.CombineFn):
             "rejected": dict(sorted(acc["rejected"].items())),
             "pii_redacted": dict(sorted(acc["pii_redacted"].items())),
             "files": dict(sorted(acc["files"].items())),
+            "unreadable_files": dict(sorted(acc["unreadable_files"].items())),
         }
 
 
@@ -148,8 +155,6 @@ def summary_table(stats: dict, top: int = 8) -> str:
     if stats["pii_redacted"]:
         lines.append("pii redacted  " + "  ".join(f"{k} {v:,}" for k, v in stats["pii_redacted"].items()))
     lines.append(f"{'kept chars / words':<28}{stats['chars']:>12,} / {stats['words']:,}")
-    if stats.get("empty_files"):
-        lines.append(f"empty files: {', '.join(stats['empty_files'])}")
     if "seconds" in stats:
         lines.append(f"{'time':<28}{stats['seconds']:>11.1f}s")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ returns the process exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pipelines.cli import corpus, plan
@@ -42,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # `dapt plan --json | head`: the reader left; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _quiet_library_logs() -> None:

@@ -98,6 +98,8 @@ def run_clean_command(args) -> int:
         print(f"dapt corpus clean: {err}; nothing was committed to {args.output}", file=sys.stderr)
         return 1
     print(summary_table(stats))
+    for path, error in stats["unreadable_files"].items():
+        print(f"error: {path}: {error} (quarantined)", file=sys.stderr)
     for path in stats["empty_files"]:
         print(f"warning: {path}: empty file, no records", file=sys.stderr)
     print(f"output: {args.output}/kept  {args.output}/rejected  {args.output}/quarantine  {args.output}/stats.json")

@@ -100,18 +100,18 @@ class EmptyFilter(Filter):
 class MinLengthFilter(Filter):
     """Drop documents too short to carry any context.
 
-    Defaults: ``min_chars=20``, ``min_words=4``. This is a domain-agnostic floor, not a
+    Defaults: ``min_chars=20``, ``min_words=5``. This is a domain-agnostic floor, not a
     quality rule (Gopher's 50-word minimum is in :class:`GopherQualityFilter`, where the
-    web profile applies it). It is set just below the shortest real content in the
-    domain samples: a Reuters price tick (``"NYSE INDEX AT 1530 205.81 OFF 1.67"``, 7
-    words, 34 chars) and a one-sentence MedQuAD answer (``"The prevalence of
-    monilethrix is unknown."``, 6 words, 41 chars) must pass, while fragments such as a
-    lone heading word or a number have no next-token context worth training on.
+    web profile applies it), set from the domain samples: the shortest real documents
+    are a Reuters index tick (``"MOODY'S COMMODITY INDEX-APR 07 926.0"``, 5 words) and a
+    one-sentence MedQuAD answer (``"The prevalence of BPES is unknown."``, 34 chars);
+    below them there are only stray headings ("Topics", "Frequently Asked Queestions
+    (FAQs)"), which have no next-token context worth training on.
     """
 
     name = "min_length"
 
-    def __init__(self, min_chars: int = 20, min_words: int = 4):
+    def __init__(self, min_chars: int = 20, min_words: int = 5):
         self.min_chars = min_chars
         self.min_words = min_words
 
@@ -207,7 +207,11 @@ def _ends_with_ellipsis(line: str) -> bool:
     return line.endswith("\u2026") or (line.endswith("...") and not line.endswith("...."))
 
 
-_BULLET_LINE = re.compile(r"(?:[\u2022\u2023\u25aa\u25ab\u25e6\u25cf\u25cb\u25a0\u25a1\u25b6\u25ba\u00b7\u2219*]|[-\u2013\u2014](?=\s))")
+# Bullet glyphs, or a dash followed by a space (so "-1.5" is not a bullet).
+_BULLET_LINE = re.compile(
+    r"[\u2022\u2023\u25aa\u25ab\u25e6\u25cf\u25cb\u25a0\u25a1\u25b6\u25ba\u00b7\u2219*]"
+    r"|[-\u2013\u2014](?=\s)"
+)
 _HAS_ALPHA_WORD = re.compile(r"\S*?[^\W\d_]\S*")
 
 
@@ -218,6 +222,8 @@ def _count_alpha_words(text: str, words: Sequence[str]) -> int:
         # changes it: C-level maps instead of a regex pass (uncased scripts need it).
         return sum(map(ne, map(str.upper, words), map(str.lower, words)))
     return len(_HAS_ALPHA_WORD.findall(text))
+
+
 _STOP_WORD = re.compile(r"\b(?:the|be|to|of|and|that|have|with)\b", re.IGNORECASE)
 
 
@@ -233,9 +239,13 @@ class GopherQualityFilter(Filter):
     ``max_ellipsis_lines_ratio=0.3`` of lines ending with an ellipsis; fewer than
     ``min_alpha_words_ratio=0.8`` of words containing an alphabetic character; fewer than
     ``min_stop_words=2`` occurrences of the stop words *the, be, to, of, and, that, have,
-    with* (case-insensitive). Set a bound to ``None`` to switch that rule off.
+    with* (case-insensitive, as whole words). Set a bound to ``None`` to switch that
+    rule off.
 
-    Rules are checked cheapest first and the first failure is reported.
+    Definitions the paper leaves open: an ellipsis is "\u2026" or exactly three dots
+    (longer dot runs are table leaders); a bullet is a bullet glyph or a dash followed by
+    a space at the start of a line. Rules are checked in the order above and the first
+    failure is reported.
     """
 
     name = "gopher_quality"
@@ -373,7 +383,9 @@ class GopherRepetitionFilter(Filter):
         self.dup_ngram_char_frac = dict(sorted((int(n), t) for n, t in dup_ngram_char_frac.items()))
         self.top_ngram_min_words = top_ngram_min_words
 
-    def _segments(self, segments: list[str], kind: str, max_frac, max_char_frac) -> str | None:
+    def _segments(
+        self, segments: Sequence[str], kind: str, max_frac: float | None, max_char_frac: float | None
+    ) -> str | None:
         if not segments or (max_frac is None and max_char_frac is None):
             return None
         n_dup, dup_chars = _duplicates(segments)
@@ -387,16 +399,16 @@ class GopherRepetitionFilter(Filter):
 
     def filter(self, doc: Doc) -> bool | tuple[bool, str]:
         text = doc["text"]
-        fired = self._segments(split_lines(text), "line", self.dup_line_frac, self.dup_line_char_frac)
-        if fired is None:
-            fired = self._segments(
-                split_paragraphs(text), "paragraph", self.dup_para_frac, self.dup_para_char_frac
-            )
+        fired = self._segments(
+            split_lines(text), "line", self.dup_line_frac, self.dup_line_char_frac
+        ) or self._segments(
+            split_paragraphs(text), "paragraph", self.dup_para_frac, self.dup_para_char_frac
+        )
         if fired is None:
             fired = self._ngrams(split_words(text))
         return True if fired is None else (False, fired)
 
-    def _ngrams(self, words: list[str]) -> str | None:
+    def _ngrams(self, words: Sequence[str]) -> str | None:
         n_words = len(words)
         unigrams = Counter(words)
         if len(unigrams) == n_words:
@@ -412,7 +424,7 @@ class GopherRepetitionFilter(Filter):
             counts = Counter(zip(*(words[k:] for k in range(n))))
             best = max(counts.values())
             if best < 2:
-                return None  # no n-gram repeats, so no longer one can
+                break  # no n-gram repeats, so no longer one can
             weights[n] = max(map(mul, counts.values(), map(len, map("".join, counts))))
             chars = max(len("".join(g)) for g, c in counts.items() if c == best)
             if best * chars > limit * total:
@@ -428,9 +440,9 @@ class GopherRepetitionFilter(Filter):
                 grams = list(zip(*(words[k:] for k in range(n))))
             else:
                 grams = [tuple(words[i : i + n]) for i in starts]
-            first_seen = dict(zip(reversed(grams), reversed(starts)))
-            if len(first_seen) == len(grams):
+            if len(set(grams)) == len(grams):
                 return None  # no n-gram repeats, so no longer one can
+            first_seen = dict(zip(reversed(grams), reversed(starts)))
             firsts = list(map(first_seen.__getitem__, grams))
             repeats = list(compress(starts, map(ne, firsts, starts)))
             # Repeats are in increasing start order, so the covered words are a union of
@@ -535,14 +547,14 @@ _FINEWEB_END_MARKS = (".", "?", "!", '"', "'", "\u201d", "\u2019")
 class FineWebQualityFilter(Filter):
     """FineWeb custom quality rules (Penedo et al. 2024, "The FineWeb Datasets", Sec. 3.3).
 
-    Drop a document when the fraction of lines ending in punctuation is below
-    ``min_line_punct_ratio=0.12``, the fraction of lines of at most
-    ``short_line_chars=30`` characters is above ``max_short_line_ratio=0.67``, or the
-    fraction of characters in duplicate lines is above ``max_dup_line_char_ratio=0.1``
-    (the three rules of the paper); and when the newline-to-word ratio is above
-    ``max_newline_word_ratio=0.3`` (list-like text; this fourth threshold is not in the
-    paper, it is the default of datatrove's ``FineWebQualityFilter``, HuggingFace's own
-    FineWeb code). Set a bound to ``None`` to switch that rule off.
+    The three rules of the paper, with its inclusive bounds: drop a document when the
+    fraction of lines ending in punctuation is at most ``min_line_punct_ratio=0.12``,
+    when the fraction of lines shorter than ``short_line_chars=30`` characters is at
+    least ``max_short_line_ratio=0.67``, or when the fraction of characters in duplicate
+    lines is at least ``max_dup_line_char_ratio=0.1``. A fourth rule drops list-like text
+    whose newline-to-word ratio is above ``max_newline_word_ratio=0.3``; that number is
+    not in the paper but is the default of datatrove's ``FineWebQualityFilter``
+    (HuggingFace's own FineWeb code). Set a bound to ``None`` to switch that rule off.
     """
 
     name = "fineweb_quality"
@@ -569,19 +581,20 @@ class FineWebQualityFilter(Filter):
         n_lines = len(lines)
         if self.min_line_punct_ratio is not None:
             ratio = sum(1 for line in lines if line.endswith(_FINEWEB_END_MARKS)) / n_lines
-            if ratio < self.min_line_punct_ratio:
-                return False, f"line punctuation ratio {_fmt(ratio)} < {self.min_line_punct_ratio}"
+            if ratio <= self.min_line_punct_ratio:
+                return False, f"line punctuation ratio {_fmt(ratio)} <= {self.min_line_punct_ratio}"
         if self.max_short_line_ratio is not None:
             short = self.short_line_chars
-            ratio = sum(1 for line in lines if len(line) <= short) / n_lines
-            if ratio > self.max_short_line_ratio:
-                return False, f"short-line ratio {_fmt(ratio)} > {self.max_short_line_ratio}"
+            ratio = sum(1 for line in lines if len(line) < short) / n_lines
+            if ratio >= self.max_short_line_ratio:
+                return False, f"short-line ratio {_fmt(ratio)} >= {self.max_short_line_ratio}"
         if self.max_dup_line_char_ratio is not None:
             _, dup_chars = _duplicates(lines)
             if dup_chars:
                 ratio = dup_chars / sum(map(len, lines))
-                if ratio > self.max_dup_line_char_ratio:
-                    return False, f"duplicate-line char ratio {_fmt(ratio)} > {self.max_dup_line_char_ratio}"
+                if ratio >= self.max_dup_line_char_ratio:
+                    limit = self.max_dup_line_char_ratio
+                    return False, f"duplicate-line char ratio {_fmt(ratio)} >= {limit}"
         if self.max_newline_word_ratio is not None:
             n_words = len(split_words(text))
             ratio = text.count("\n") / n_words

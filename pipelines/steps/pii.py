@@ -25,8 +25,8 @@ rule   identifier                                            here
                                                              a DEA number's check digit)
 (L)    vehicle identifiers and serial numbers, including     ``VEHICLE`` (VIN check digit,
        license plate numbers                                 or after a label)
-(M)    device identifiers and serial numbers                 ``DEVICE`` (after a label, MAC
-                                                             addresses)
+(M)    device identifiers and serial numbers                 ``DEVICE`` (after a label; MAC
+                                                             addresses too)
 (N)    web URLs                                              ``URL``
 (O)    IP addresses                                          ``IP`` (v4 and v6)
 (P)    biometric identifiers                                 out of scope (not text)
@@ -42,7 +42,10 @@ year alone ("in October 2008") and bare years stay, as do ages of 89 and under.
 Numbers that only their label makes an identifier (MRNs, member ids, account, licence
 and serial numbers) are matched only after the label ("MRN:", "Member ID", "Account
 No."), and only the value is replaced, so the label stays as context: ``Patient MRN:
-<MRN>``.
+<MRN>``. Such a value needs four digits in a row (dashes or spaces between allowed),
+except licence plates. Also not found: URLs without a scheme or "www." (a bare
+"HealthCare.gov"), ZIP codes and street addresses (rule (B)), dates given only as month
+and year, and unlabelled numbers that have no format of their own.
 
 :data:`PII_PATTERNS` is the single source of truth for what counts as PII: the redactor
 and the validation stage (which checks that kept text has none left, via
@@ -71,30 +74,33 @@ class Detector:
     identifier (the rest is label or context). ``validate`` (a check digit, a range, the
     text around it) may reject the match.
 
-    Where the regex is tried is a speed-up that must never lose a match (one full scan
-    per pattern per document is several times too slow), so each detector states what
-    every one of its matches contains:
+    Where the regex is tried is a speed-up that must never lose a match (a full scan of
+    every document per pattern is several times too slow), so each detector states what
+    all of its matches contain:
 
-    * by default, a digit run (:data:`DIGIT_RUN`: four digits with at most two
-      separator characters between neighbours, or the start of an MBI), beginning at
-      most ``RUN_BACK`` characters after the match starts; the regex runs only in
-      windows around such runs;
+    * by default, a digit run (:data:`DIGIT_RUN`) beginning at most ``back`` characters
+      after the match starts: the regex runs only in windows around such runs;
     * with ``anchors``, one of these lower-case strings, at most ``back`` characters
-      after the match starts; with ``back == 0`` the match must start at the anchor;
-    * with ``whole_text``, nothing: the regex scans all of it (make it start with a
-      literal or a character class, which the regex engine skips to quickly).
+      after the match starts (with ``back == 0`` the match starts at the anchor); the
+      window reaches ``ahead`` characters past the anchor;
+    * with ``whole_text``, nothing: the regex scans all of the text, so it should start
+      with a literal or a character class, which the regex engine skips to quickly.
 
-    ``keywords`` (lower-case) are a cheaper filter on top: every match contains one of
-    them (a label's stem), so a window holding none is skipped.
+    A window always extends to the end of the token it stops in. ``keywords``
+    (lower-case) narrow a digit-run window further: every match starts with one of them
+    (a label such as "member id"), so the regex is tried only where one occurs in it.
+    ``labelled`` matches win over unlabelled ones of the same span ("Medicaid ID:
+    12345678901" is a plan id, not a phone number).
     """
 
     regex: re.Pattern[str]
     validate: Callable[[Match], bool] | None = None
     keywords: tuple[str, ...] = ()
     anchors: tuple[str, ...] = ()
-    back: int = 0
-    ahead: int = 0
+    back: int = 16
+    ahead: int = 24
     whole_text: bool = False
+    labelled: bool = False
 
 
 def _value(m: Match) -> str:
@@ -211,9 +217,16 @@ _IP_CONTEXT = re.compile(r"(?i)\b(?:ip|ipv4|address|host|server|dns|gateway|rout
 
 
 def is_ipv4(m: Match) -> bool:
-    # "EC 3.1.1.11", "section 2.1.3.4": small dotted numbers are IPs only when the text
-    # says so; a first octet of two or three digits is specific enough on its own.
-    return m.group("v").index(".") > 1 or _IP_CONTEXT.search(_before(m, 30)) is not None
+    """Four octets of 0-255 without leading zeros.
+
+    Small dotted numbers ("EC 3.1.1.11", section 2.1.3.4) count only when the text says
+    "IP", "address" or similar just before; a first octet of two or three digits is
+    specific enough on its own.
+    """
+    octets = _value(m).split(".")
+    if any(int(o) > 255 or (len(o) > 1 and o[0] == "0") for o in octets):
+        return False
+    return len(octets[0]) > 1 or _IP_CONTEXT.search(_before(m, 30)) is not None
 
 
 def is_ipv6(m: Match) -> bool:
@@ -232,8 +245,8 @@ def is_numeric_date(m: Match) -> bool:
 
 
 _DATE_CUE = re.compile(
-    r"(?i)\b(?:on|since|from|until|till|through|to|before|after|dob|born|died|admitted"
-    r"|discharged|seen|visit|surgery)\W{1,3}$"
+    r"(?i)\b(?:on|since|from|until|till|through|to|before|after|dob|born|birth|died|death"
+    r"|admitted|admission|discharged|discharge|seen|visit|surgery|date|dated)\W{1,3}$"
 )
 
 
@@ -254,10 +267,9 @@ class _MinDigits:
 DIGIT_RUN = re.compile(
     r"\d(?:(?:[ ()./:+-]?[ ()./:+-]?\d){3,}|(?<=[1-9])[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d)"
 )
-"""Where digit-run detectors look. It is one scan for all of them, and it starts with a
-character class, which the regex engine skips to quickly."""
-RUN_BACK = 48
-_RUN_AHEAD = 24
+"""Four digits with at most two separator characters between neighbours, or the start
+of an MBI ("1EG4"): what every digit-run detector's match contains. One scan serves all of
+them, and it starts with a character class, which the regex engine skips to quickly."""
 _RUN4 = re.compile(r"\d(?:[ ()./:+-]?[ ()./:+-]?\d){3,}")
 
 
@@ -270,9 +282,11 @@ def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
     return re.compile(pattern, flags | re.VERBOSE)
 
 
-# An identifier must not be glued to a word, a longer number, a fraction or a decimal
-# ("1887.5", "1/2", "2,858,000", "1987-801"); a sentence-final "." or "," is fine.
-_START = r"(?<![\w+/.,])(?<!\d-)"
+# The bare-number patterns begin with a character class, then look behind it, so that
+# the regex engine can skip to candidates quickly. An identifier must not be glued to a
+# word, a longer number, a fraction or a decimal ("1887.5", "1/2", "2,858,000",
+# "1987-801"); a sentence-final "." or "," after it is fine.
+_GLUED = r"(?<![\w+/.,].)(?<!\d-.)"
 _END = r"(?![\w-]|[.,/]\d)"
 # A labelled value: letters, digits, inner dashes/slashes/dots, no trailing punctuation.
 _ID = r"(?P<v>[A-Za-z0-9](?:[A-Za-z0-9]|[-/.](?=[A-Za-z0-9])){3,24})(?![\w-])"
@@ -281,19 +295,26 @@ _SEP = r"\.?\s*(?:is\s+)?[:#]?\s*(?:\#\s*)?"
 _NUM = r"(?:number|num\b\.?|no\b\.?|\#|id\b|identifier)"
 # Some labels also stand alone before a colon: "License: MD12345", "Serial: 4A7B-9912".
 _NUM_OR_COLON = r"(?:" + _NUM + r"|(?=\s*:))"
+_LABEL_BACK = 48
+_AREA = r"(?:\(\ ?\d{3}\ ?\)\ ?|\d{3}[-. ]?)"
 _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
     r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"
 _YEAR = r"(?:1[89]|20)\d\d"
-_MAC = r"(?P<v>[0-9A-Fa-f]{2}(?P<s>[:-])(?:[0-9A-Fa-f]{2}(?P=s)){4}[0-9A-Fa-f]{2})(?![\w:-])"
+_MBI_LETTER = r"[AC-HJKMNP-RT-Y]"
+_MBI_ALNUM = r"[AC-HJKMNP-RT-Y0-9]"
 
 
 def _label(words: str, keywords: tuple[str, ...], value: str = _ID,
-           validate: Callable[[Match], bool] | None = has_digit_run, **where) -> Detector:
-    """A value after a case-insensitive label; each label contains one of ``keywords``."""
-    return Detector(_rx(r"(?i:\b(?:" + words + r"))" + _SEP + value), validate, keywords, **where)
+           validate: Callable[[Match], bool] | None = has_digit_run,
+           back: int = _LABEL_BACK, **where) -> Detector:
+    """A value after a case-insensitive label; every label starts with one of ``keywords``."""
+    return Detector(
+        _rx(r"(?i:\b(?:" + words + r"))" + _SEP + value), validate, keywords, back=back,
+        labelled=True, **where
+    )
 
 
 PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
@@ -317,7 +338,7 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     [^\s<>"'`{}|\\^\[\]]*[^\s<>"'`{}|\\^\[\].,;:!?)]""",
                     re.IGNORECASE,
                 ),
-                anchors=("http", "ftp", "www"),
+                anchors=("http", "ftp", "www"), back=0,
             ),
         ),
         "SSN": (
@@ -329,29 +350,33 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
             # Unlabelled only in the dashed or spaced 3-2-4 shape: nine bare digits are
             # too common to be an SSN without a label.
             Detector(
-                _rx(_START + r"(?P<v>\d{3}(?P<s>[- ])\d{2}(?P=s)\d{4})" + _END), is_ssn
+                _rx(r"(?P<v>\d" + _GLUED + r"\d\d(?P<s>[- ])\d{2}(?P=s)\d{4})" + _END), is_ssn
             ),
         ),
         "PHONE": (
             # North American numbering plan, with or without separators, optional +1 and
             # extension: (801) 596-1887, 801.596.1887, +1 801 596 1887, 18009143017 x204.
+            # The first character is "+", the country code 1, "(" or the area code's.
             Detector(
                 _rx(
-                    _START
-                    + r"""(?P<v>(?P<n>(?:\+?1[-. ]?)?
-                    (?:\(\ ?\d{3}\ ?\)\ ?|\d{3}[-. ]?)\d{3}[-. ]?\d{4})
+                    r"""(?P<v>(?P<n>[+(\d]""" + _GLUED + r"""
+                    (?:(?<=\+)1[-. ]?""" + _AREA + r"""|(?<=1)[-. ]?""" + _AREA + r"""
+                    |(?<=\()\ ?\d{3}\ ?\)\ ?|(?<=\d)\d\d[-. ]?)\d{3}[-. ]?\d{4})
                     (?:\ ?,?\ ?(?i:ext\b\.?|extension|x)\ ?\d{1,6})?)"""
                     + _END
                 ),
                 is_phone,
             ),
             Detector(
-                _rx(_START + r"(?P<v>(?:\+?1-?)?\d{3}(?:-?[0-9A-Za-z]){7,8})(?![\w-])"),
+                _rx(
+                    r"""(?P<v>[+\d]""" + _GLUED + r"""(?:(?<=\+)1-?\d{3}|(?<=1)-?\d{3}|(?<=\d)\d\d)
+                    (?:-?[0-9A-Za-z]){7,8})(?![\w-])"""
+                ),
                 is_vanity_phone,
             ),
             # Other country codes: +44 20 7946 0958, +49 (30) 123456-78.
             Detector(
-                _rx(r"(?<![\w+])(?P<v>\+[2-9]\d{0,2}(?:[-. ]?\(?\d{1,5}\)?){2,6})" + _END),
+                _rx(r"(?P<v>\+(?<![\w+].)[2-9]\d{0,2}(?:[-. ]?\(?\d{1,5}\)?){2,6})" + _END),
                 is_intl_phone,
             ),
             # A seven-digit local number needs a label to be told from a range.
@@ -373,6 +398,8 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                 ),
                 has_digit_run,
                 ("mr", "med", "chart", "patient", "hospital"),
+                back=_LABEL_BACK,
+                labelled=True,
             ),
         ),
         "HEALTH_PLAN": (
@@ -387,8 +414,8 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
             # layout without S, L, O, I, B, Z, shown with or without dashes.
             Detector(
                 _rx(
-                    r"""(?<![\w-])(?P<v>[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d(?P<d>-?)
-                    [AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d(?P=d)[AC-HJKMNP-RT-Y]{2}\d\d)(?![\w-])"""
+                    r"(?P<v>[1-9](?<![\w-].)" + _MBI_LETTER + _MBI_ALNUM + r"\d(?P<d>-?)"
+                    + _MBI_LETTER + _MBI_ALNUM + r"\d(?P=d)" + _MBI_LETTER + r"{2}\d\d)(?![\w-])"
                 ),
             ),
         ),
@@ -401,15 +428,14 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
             ),
             Detector(
                 _rx(
-                    _START
-                    + r"""(?P<v>\d{4}(?P<s>[- ]?)\d{4}(?P=s)\d{4}(?P=s)\d{1,7}
-                    |\d{4}(?P<a>[- ]?)\d{6}(?P=a)\d{4,5})"""
+                    r"""(?P<v>\d""" + _GLUED + r"""(?:\d{3}(?P<s>[- ]?)\d{4}(?P=s)\d{4}(?P=s)\d{1,7}
+                    |\d{3}(?P<a>[- ]?)\d{6}(?P=a)\d{4,5}))"""
                     + _END
                 ),
                 is_card_number,
             ),
             Detector(
-                _rx(r"\b(?P<v>[A-Z]{2}\d\d(?:\ ?[A-Z0-9]{4}){2,7}(?:\ ?[A-Z0-9]{1,3})?)\b"),
+                _rx(r"(?P<v>[A-Z](?<!\w.)[A-Z]\d\d(?:\ ?[A-Z0-9]{4}){2,7}(?:\ ?[A-Z0-9]{1,3})?)\b"),
                 is_iban,
             ),
         ),
@@ -417,9 +443,9 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
             _label(
                 r"(?:(?:driver'?s?\s+)?licen[cs]e|certificate|permit|dea|npi|dl)\s*"
                 + _NUM_OR_COLON + r"|dea\b|npi\b",
-                ("licen", "certificate", "permit", "dea", "npi", "dl"),
+                ("driver", "licen", "certificate", "permit", "dea", "npi", "dl"),
             ),
-            Detector(_rx(r"\b(?P<v>[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7})\b"), is_dea_number),
+            Detector(_rx(r"(?P<v>[ABCDEFGHJKLMPRSTUX](?<!\w.)[A-Z9]\d{7})\b"), is_dea_number),
         ),
         "VEHICLE": (
             _label(
@@ -427,14 +453,15 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                 ("vin", "vehicle"),
                 r"(?P<v>[A-HJ-NPR-Z0-9]{17})\b",
             ),
-            Detector(_rx(r"\b(?P<v>[A-HJ-NPR-Z0-9]{17})\b"), is_vin),
+            Detector(_rx(r"(?P<v>[A-HJ-NPR-Z0-9](?<!\w.)[A-HJ-NPR-Z0-9]{16})\b"), is_vin),
             # Plates are short and may hold fewer than four digits in a row.
             _label(
                 r"licen[cs]e\s+plate(?:\s*" + _NUM + r")?|(?:plate|tag)\s*" + _NUM,
                 (),
                 r"(?P<v>[A-Z0-9]{1,4}[- ]?[A-Z0-9]{1,5})(?![\w-])",
                 _MinDigits(1),
-                anchors=("plate", "tag"), back=16, ahead=24,
+                back=16,
+                anchors=("plate", "tag"),
             ),
         ),
         "DEVICE": (
@@ -443,21 +470,23 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                 + r"|s/n\b|sn\s*[:\#]|(?:udi|imei|meid|esn)\b",
                 ("serial", "device", "implant", "pacemaker", "s/n", "sn", "udi", "imei", "meid",
                  "esn"),
-                r"""(?P<v>[A-Za-z0-9()](?:[A-Za-z0-9()]|[-/.](?=[A-Za-z0-9(])){3,40})(?![\w-])""",
+                r"(?P<v>[A-Za-z0-9()](?:[A-Za-z0-9()]|[-/.](?=[A-Za-z0-9(])){3,40})(?![\w-])",
             ),
             # A MAC address may hold no digit at all, so it is taken after its label only.
             _label(
-                r"(?:mac|hardware|ethernet)(?:\s+address)?", (), _MAC, None,
+                r"(?:mac|hardware|ethernet)(?:\s+address)?",
+                (),
+                r"(?P<v>[0-9A-Fa-f]{2}(?P<s>[:-])(?:[0-9A-Fa-f]{2}(?P=s)){4}[0-9A-Fa-f]{2})"
+                r"(?![\w:-])",
+                None,
+                back=0,
                 anchors=("mac", "hardware", "ethernet"),
             ),
         ),
         "IP": (
+            # Octet ranges are checked by the validator, which keeps the regex short.
             Detector(
-                _rx(
-                    r"""(?<![\w.])(?P<v>(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}
-                    (?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))(?![\w]|\.\d)"""
-                ),
-                is_ipv4,
+                _rx(r"(?P<v>\d(?<![\w.].)\d{0,2}(?:\.\d{1,3}){3})(?![\w]|\.\d)"), is_ipv4
             ),
             Detector(
                 _rx(
@@ -468,8 +497,12 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                 anchors=("::",), back=40, ahead=40,
             ),
             Detector(
-                _rx(r"(?<![\w:.])(?P<v>(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4})(?![\w:])"),
+                _rx(
+                    r"""(?P<v>[0-9A-Fa-f](?<![\w:.].)[0-9A-Fa-f]{0,3}:
+                    (?:[0-9A-Fa-f]{1,4}:){6}[0-9A-Fa-f]{1,4})(?![\w:])"""
+                ),
                 is_ipv6,
+                back=_LABEL_BACK,  # the digits may all sit in the last groups
             ),
         ),
         "DATE": (
@@ -479,26 +512,28 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     |""" + _DAY + r"""\s(?:of\s)?""" + _MONTH + r""",?\s""" + _YEAR + r"""
                     |""" + _YEAR + r"""\s""" + _MONTH + r"""\s""" + _DAY + r""")\b"""
                 ),
+                back=24,
+            ),
+            # Without a year: these run over the whole text (no four-digit run to find).
+            Detector(
+                _rx(_MONTH + r"\s" + _DAY + r"\b(?!,?\s\d)"), is_cued_date, whole_text=True
             ),
             Detector(
-                _rx(_MONTH + r"""\s""" + _DAY + r"""\b(?!,?\s\d)"""), is_cued_date, whole_text=True
-            ),
-            Detector(
-                _rx(r"""\d\d?(?:st|nd|rd|th)?\s(?:of\s)?""" + _MONTH + r"""\b(?!,?\s\d)"""),
+                _rx(r"\d\d?(?:st|nd|rd|th)?\s(?:of\s)?" + _MONTH + r"\b(?!,?\s\d)"),
                 is_cued_date,
                 whole_text=True,
             ),
             Detector(
                 _rx(
-                    r"""(?<![\w/.:-])(?P<v>\d{1,2}(?:/\d{1,2}/(?:\d{4}|\d\d)|-\d{1,2}-\d{4}
+                    r"""(?P<v>\d(?<![\w/.:-].)\d?(?:/\d{1,2}/(?:\d{4}|\d\d)|-\d{1,2}-\d{4}
                     |\.\d{1,2}\.\d{4}))(?![\w/]|[-.:]\d)"""
                 ),
                 is_numeric_date,
             ),
             Detector(
                 _rx(
-                    r"""(?<![\w/.:-])(?P<v>""" + _YEAR + r"""(?P<s>[-/.])(?:0[1-9]|1[0-2])
-                    (?P=s)(?:0[1-9]|[12]\d|3[01]))(?![\d/]|[-.:]\d)"""
+                    r"""(?P<v>[12](?<![\w/.:-].)(?:(?<=1)[89]|(?<=2)0)\d\d(?P<s>[-/.])
+                    (?:0[1-9]|1[0-2])(?P=s)(?:0[1-9]|[12]\d|3[01]))(?![\d/]|[-.:]\d)"""
                 ),
             ),
         ),
@@ -509,9 +544,12 @@ PII_PATTERNS: Mapping[str, tuple[Detector, ...]] = MappingProxyType(
                     r"""(?<![\w.])(?P<v>9\d|1[01]\d)(?=[\s-]?(?:years?|yrs?|y)[\s-]?old\b
                     |\s?(?:yo|y/o|y\.o\.)(?!\w))"""
                 ),
-                anchors=("old", "yo", "y/o", "y.o"), back=16, ahead=4,
+                anchors=("old", "yo", "y/o", "y.o"), ahead=4,
             ),
-            _label(r"aged\s|age:\s?", (), r"(?P<v>9\d|1[01]\d)\b", None, anchors=("aged", "age:")),
+            _label(
+                r"aged\s|age:\s?", (), r"(?P<v>9\d|1[01]\d)\b", None, back=0,
+                anchors=("aged", "age:"),
+            ),
         ),
     }
 )
@@ -522,8 +560,7 @@ PII_TYPES: tuple[str, ...] = tuple(PII_PATTERNS)
 CLINICAL_TYPES = frozenset({"DATE", "AGE"})
 """Safe Harbor (C): searched only where ``clinical_dates`` is on."""
 
-# A type's position is its rank when two matches start at the same place and are equally
-# long, so a labelled or check-digit match decides before the looser shapes.
+# Between equal spans, after "labelled first", the type listed first wins.
 _RANK = {t: i for i, t in enumerate(PII_TYPES)}
 _TOKEN_REST = re.compile(r"\S*")
 
@@ -537,15 +574,15 @@ def _lower(text: str) -> str:
 
 
 def _window_end(text: str, pos: int) -> int:
-    # A window never ends inside a token, or a lookahead would see a false boundary.
+    # Never inside a token, or a lookahead at the window's end would see a boundary.
     return _TOKEN_REST.match(text, min(len(text), pos)).end()
 
 
-def _run_windows(text: str) -> list[tuple[int, int]]:
+def _merge(text: str, spans: Iterable[tuple[int, int]], back: int, ahead: int):
     windows: list[tuple[int, int]] = []
-    for m in DIGIT_RUN.finditer(text):
-        start = max(0, m.start() - RUN_BACK)
-        end = _window_end(text, m.end() + _RUN_AHEAD)
+    for s, e in spans:
+        start = max(0, s - back)
+        end = _window_end(text, e + ahead)
         if windows and start <= windows[-1][1]:
             windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
         else:
@@ -575,45 +612,80 @@ def _plan(types: frozenset[str], clinical_dates: bool) -> _Plan:
     )
 
 
-def _candidates(text: str, plan: _Plan) -> Iterable[tuple[str, Detector, Match]]:
+def _find_all(low: str, needles: tuple[str, ...], start: int, end: int) -> list[int]:
+    hits = set()
+    for needle in needles:
+        i = low.find(needle, start, end)
+        while i != -1:
+            hits.add(i)
+            i = low.find(needle, i + 1, end)
+    return sorted(hits)
+
+
+def _accepted(det: Detector, m: Match | None) -> bool:
+    return m is not None and (det.validate is None or det.validate(m))
+
+
+def _matches_at(text: str, low: str, det: Detector, starts: tuple[str, ...], lo: int, hi: int):
+    """Matches that begin where one of ``starts`` occurs in ``low[lo:hi]``.
+
+    Like ``finditer``, no match begins inside an accepted one; without that, a hit
+    inside a long URL would be matched again to the end of the URL, quadratically.
+    """
+    resume = lo
+    for i in _find_all(low, starts, lo, hi):
+        if i >= resume:
+            m = det.regex.match(text, i)
+            if _accepted(det, m):
+                resume = m.end()
+                yield m
+
+
+def _matches_in(text: str, det: Detector, windows: list[tuple[int, int]]):
+    for start, end in windows:
+        for m in det.regex.finditer(text, start, end):
+            if _accepted(det, m):
+                yield m
+
+
+def _matches(text: str, plan: _Plan) -> Iterable[tuple[str, Detector, Match]]:
+    """Every accepted match of every detector in ``plan``, searched where it can occur."""
     low = _lower(text)
     if plan.runs:
-        windows = _run_windows(text)
+        runs = [m.span() for m in DIGIT_RUN.finditer(text)]
+        windows_by_margins: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for pii_type, det in plan.runs:
+            margins = (det.back, det.ahead)
+            windows = windows_by_margins.get(margins)
+            if windows is None:
+                windows = windows_by_margins[margins] = _merge(text, runs, *margins)
             for start, end in windows:
-                if det.keywords and all(low.find(k, start, end) == -1 for k in det.keywords):
-                    continue
-                for m in det.regex.finditer(text, start, end):
-                    yield pii_type, det, m
-    if plan.anchored:
-        for pii_type, det in plan.anchored:
-            for anchor in det.anchors:
-                i = low.find(anchor)
-                while i != -1:
-                    if det.back:
-                        end = _window_end(text, i + len(anchor) + det.ahead)
-                        for m in det.regex.finditer(text, max(0, i - det.back), end):
-                            yield pii_type, det, m
-                    else:
-                        m = det.regex.match(text, i)
-                        if m is not None:
-                            yield pii_type, det, m
-                    i = low.find(anchor, i + 1)
+                found = (
+                    _matches_at(text, low, det, det.keywords, start, end) if det.keywords
+                    else _matches_in(text, det, [(start, end)])
+                )
+                yield from ((pii_type, det, m) for m in found)
+    for pii_type, det in plan.anchored:
+        if det.back:
+            width = max(map(len, det.anchors))
+            hits = [(i, i + width) for i in _find_all(low, det.anchors, 0, len(low))]
+            found = _matches_in(text, det, _merge(text, hits, det.back, det.ahead))
+        else:
+            found = _matches_at(text, low, det, det.anchors, 0, len(low))
+        yield from ((pii_type, det, m) for m in found)
     for pii_type, det in plan.whole:
-        for m in det.regex.finditer(text):
-            yield pii_type, det, m
+        yield from ((pii_type, det, m) for m in _matches_in(text, det, [(0, len(text))]))
 
 
 def _spans(text: str, plan: _Plan) -> list[tuple[int, int, str]]:
     """Non-overlapping ``(start, end, type)`` of PII in ``text``, leftmost-longest first."""
-    found: set[tuple[int, int, int, str]] = set()
-    for pii_type, det, m in _candidates(text, plan):
-        if det.validate is None or det.validate(m):
-            start, end = m.span("v" if "v" in m.re.groupindex else 0)
-            found.add((start, start - end, _RANK[pii_type], pii_type))
+    found: set[tuple[int, int, bool, int, str]] = set()
+    for pii_type, det, m in _matches(text, plan):
+        start, end = m.span("v" if "v" in m.re.groupindex else 0)
+        found.add((start, start - end, not det.labelled, _RANK[pii_type], pii_type))
     out: list[tuple[int, int, str]] = []
     last = -1
-    for start, neg_len, _, pii_type in sorted(found):
+    for start, neg_len, _, _, pii_type in sorted(found):
         if start >= last:
             last = start - neg_len
             out.append((start, last, pii_type))

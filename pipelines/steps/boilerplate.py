@@ -10,9 +10,12 @@ removes them (:class:`RemoveBoilerplate`).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator
 
 from pipelines.steps.base import Doc, Transform
+
+_ALNUM = re.compile(r"[^\W_]")
 
 
 def _lines(text: str) -> list[str]:
@@ -26,19 +29,24 @@ SourceKey = tuple[str, str]
 def distinct_lines(doc: Doc, min_line_chars: int = 6) -> Iterator[tuple[SourceKey, str]]:
     """Yield ``((domain, source), line)`` once per distinct candidate line of a document.
 
-    Only documents with at least two lines besides the title vote: a line that *is*
-    the whole body (the 348 identical GHR answers in MedQuAD, the 785 Reuters
-    "Blah blah blah." bodies) is a duplicate or a placeholder for later steps to name,
-    not boilerplate around other content. Short lines ("Net", "Year") are too generic.
+    Only documents with at least two content lines (lines with a letter or digit)
+    besides the title vote: a line that *is* the whole body (the 348 identical GHR
+    answers in MedQuAD, the 785 Reuters "Blah blah blah." bodies under a "******" flash
+    marker) is a duplicate or a placeholder for later steps to name, not boilerplate
+    around other content. Short lines ("Net", "Year") are too generic.
     """
     title = doc.get("title")
     lines = {line for line in _lines(doc["text"]) if line and line != title}
-    if len(lines) < 2:
+    if sum(1 for line in lines if _is_content(line)) < 2:
         return
     key = (doc["domain"], doc["source"])
     for line in lines:
         if len(line) >= min_line_chars:
             yield key, line
+
+
+def _is_content(line: str) -> bool:
+    return _ALNUM.search(line) is not None
 
 
 def boilerplate_threshold(n_docs: int, min_fraction: float = 0.01, min_docs: int = 5) -> int:
@@ -86,7 +94,7 @@ class RemoveBoilerplate(Transform):
         lines = doc["text"].split("\n")
         kept = [line for line in lines if line.strip() not in lines_to_drop]
         title = doc.get("title")
-        if len(kept) == len(lines) or not any(line.strip() and line != title for line in kept):
+        if len(kept) == len(lines) or not any(_is_content(line) and line != title for line in kept):
             return doc
         doc["boilerplate_lines"] = len(lines) - len(kept)
         doc["text"] = "\n".join(kept).strip()

@@ -9,7 +9,7 @@ per-domain relaxations live in :mod:`pipelines.steps.profiles`.
 
 Shared conventions, so that all rules measure the same things:
 
-* a *word* is a whitespace-separated token (:func:`split_words`), as in Gopher;
+* a *word* is a whitespace-separated token (:func:`split_words`), punctuation attached;
 * a *line* is a stripped, non-empty ``"\\n"``-separated line (:func:`split_lines`);
   a *paragraph* is a stripped, non-empty blank-line-separated block
   (:func:`split_paragraphs`);
@@ -18,7 +18,7 @@ Shared conventions, so that all rules measure the same things:
   not 100 %. The papers leave the first copy ambiguous; this reading never calls a
   text more redundant than it is.
 * character fractions for n-grams are over word characters (whitespace excluded),
-  so indentation runs (MedQuAD keeps 20+ space runs) do not dilute them.
+  so layout whitespace does not dilute them.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class PlaceholderFilter(Filter):
     ipsum ...", "TBD", "No text", "[deleted]" ...) or, with ``drop_lone_question``
     (default on), only one short question: an answer slot that restates the question
     instead of answering it (MedQuAD GARD "answers" such as "What are the symptoms of
-    Bell's palsy?", 9 in the medical sample).
+    Bell's palsy?", 7 in the medical sample).
 
     The markup step puts a title first ("TITLE\n\nBlah blah blah."), so the body is
     the whole text or, when the first paragraph is a single line of at most

@@ -89,29 +89,33 @@ def materialise_input(corpora: Path, scale: int, dest: Path) -> tuple[int, int]:
     for name in SAMPLES:
         src = corpora / name / "sample.jsonl.gz"
         (dest / f"{name}_000.jsonl.gz").symlink_to(src)
-        with gzip.open(src, "rt", encoding="utf-8") as f:
-            lines = f.readlines()
-        for line in lines:
-            docs += 1
-            text_bytes += len(json.loads(line)["text"].encode("utf-8"))
+        n, b = count_jsonl_file(src)
+        docs, text_bytes = docs + n, text_bytes + b
+        # Streamed, not held in memory: this process's peak RSS is part of the result.
         for k in range(1, scale):
-            with gzip.open(dest / f"{name}_{k:03d}.jsonl.gz", "wt", encoding="utf-8") as out:
-                for line in lines:
+            with gzip.open(src, "rt", encoding="utf-8") as f, gzip.open(
+                dest / f"{name}_{k:03d}.jsonl.gz", "wt", encoding="utf-8"
+            ) as out:
+                for line in f:
                     rec = json.loads(line)
                     rec["id"] = f"{rec['id']}#{k}"
                     out.write(json.dumps(rec, ensure_ascii=False) + "\n")
     return docs * scale, text_bytes * scale
 
 
-def count_jsonl(folder: Path) -> tuple[int, int]:
-    """(docs, text bytes) in a folder of DataTrove JsonlWriter output; outside the timing."""
+def count_jsonl_file(path: Path) -> tuple[int, int]:
     docs = text_bytes = 0
-    for path in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                docs += 1
-                text_bytes += len(json.loads(line)["text"].encode("utf-8"))
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            docs += 1
+            text_bytes += len(json.loads(line)["text"].encode("utf-8"))
     return docs, text_bytes
+
+
+def count_jsonl(folder: Path) -> tuple[int, int]:
+    """(docs, text bytes) in a folder of JsonlWriter output; run between stages, untimed."""
+    counts = [count_jsonl_file(p) for p in sorted(folder.glob("*.jsonl.gz"))]
+    return sum(n for n, _ in counts), sum(b for _, b in counts)
 
 
 def count_records(folder: Path, pattern: str, record_bytes: int) -> int:
@@ -164,11 +168,9 @@ def run_stage(name: str, pipeline: list, tasks: int, workers: int, logs: Path):
     )
     c0, t0 = cpu_seconds(), time.perf_counter()
     stats = executor.run()
-    seconds = time.perf_counter() - t0
     # CPU time is reported beside wall time because the 2-core CI-like machines are
     # often shared: wall time inflates under load, CPU time much less so.
-    stats.cpu_seconds = cpu_seconds() - c0
-    return seconds, stats
+    return time.perf_counter() - t0, cpu_seconds() - c0, stats
 
 
 def step_breakdown(stats) -> list[dict]:
@@ -214,25 +216,25 @@ def bench(args) -> dict:
     breakdown: dict[str, list] = {}
     dedup_in = filtered
 
-    def record(name, seconds, stats, docs_in, bytes_in, docs_out, note=None):
+    def record(name, timing, docs_in, bytes_in, docs_out, note=None):
+        seconds, cpu, stats = timing
         stages[name] = {
             "docs_in": docs_in,
             "docs_out": docs_out,
             "seconds": round(seconds, 3),
-            "cpu_seconds": round(stats.cpu_seconds, 3),
+            "cpu_seconds": round(cpu, 3),
             "docs_per_s": round(docs_in / seconds, 1) if seconds else None,
             "mb_in": round(bytes_in / MB, 3) if bytes_in is not None else None,
             "mb_per_s": round(bytes_in / MB / seconds, 3) if bytes_in is not None and seconds else None,
         }
         if note:
             stages[name]["note"] = note
-        if stats is not None:
-            breakdown[name] = step_breakdown(stats)
+        breakdown[name] = step_breakdown(stats)
 
     load_before = os.getloadavg()
     wall0 = time.perf_counter()
     with stderr_to(work / "datatrove-stderr.log", not args.verbose):
-        secs, st = run_stage(
+        t = run_stage(
             "filter",
             [
                 reader(inp),
@@ -248,21 +250,21 @@ def bench(args) -> dict:
             W,
             logs,
         )
-        t_filter = secs
+        t_filter = t[0]
         n_filtered = count_jsonl(filtered)
-        record("filter", secs, st, docs, text_bytes, n_filtered[0])
+        record("filter", t, docs, text_bytes, n_filtered[0])
 
         if not args.no_exact_dedup:
-            secs, st = run_stage(
+            t = run_stage(
                 "exact_sig", [reader(filtered), ExactDedupSignature(str(exact_sigs), EXACT_CONFIG)], W, W, logs
             )
-            record("exact_sig", secs, st, n_filtered[0], n_filtered[1], n_filtered[0])
-            secs, st = run_stage(
+            record("exact_sig", t, n_filtered[0], n_filtered[1], n_filtered[0])
+            t = run_stage(
                 "exact_find", [ExactFindDedups(str(exact_sigs), str(exact_dups), EXACT_CONFIG)], 1, 1, logs
             )
             n_dups = count_records(exact_dups, "*.c4_dup", 4)  # one uint32 doc index each
-            record("exact_find", secs, st, n_filtered[0], None, n_filtered[0] - n_dups, "out = docs not marked dup")
-            secs, st = run_stage(
+            record("exact_find", t, n_filtered[0], None, n_filtered[0] - n_dups, "out = docs not marked dup")
+            t = run_stage(
                 "exact_filter",
                 [reader(filtered), ExactDedupFilter(str(exact_dups), EXACT_CONFIG), JsonlWriter(str(exact))],
                 W,
@@ -270,21 +272,21 @@ def bench(args) -> dict:
                 logs,
             )
             n_exact = count_jsonl(exact)
-            record("exact_filter", secs, st, n_filtered[0], n_filtered[1], n_exact[0])
+            record("exact_filter", t, n_filtered[0], n_filtered[1], n_exact[0])
             dedup_in = exact
         else:
             n_exact = n_filtered
 
-        secs, st = run_stage(
+        t = run_stage(
             "minhash_sig",
             [reader(dedup_in), MinhashDedupSignature(str(mh_sigs), config=MINHASH_CONFIG)],
             W,
             W,
             logs,
         )
-        record("minhash_sig", secs, st, n_exact[0], n_exact[1], n_exact[0])
+        record("minhash_sig", t, n_exact[0], n_exact[1], n_exact[0])
         # Buckets must run as exactly num_buckets tasks (or a multiple).
-        secs, st = run_stage(
+        t = run_stage(
             "minhash_buckets",
             [MinhashDedupBuckets(str(mh_sigs), str(mh_buckets), config=MINHASH_CONFIG)],
             MINHASH_CONFIG.num_buckets,
@@ -292,13 +294,13 @@ def bench(args) -> dict:
             logs,
         )
         n_pairs = count_records(mh_buckets, "*.dups", 16)
-        record("minhash_buckets", secs, st, n_exact[0], None, n_pairs, "out = candidate dup pairs")
-        secs, st = run_stage(
+        record("minhash_buckets", t, n_exact[0], None, n_pairs, "out = candidate dup pairs")
+        t = run_stage(
             "minhash_cluster", [MinhashDedupCluster(str(mh_buckets), str(mh_remove), config=MINHASH_CONFIG)], 1, 1, logs
         )
         n_remove = count_records(mh_remove, "*.remove", 4)
-        record("minhash_cluster", secs, st, n_exact[0], None, n_exact[0] - n_remove, "out = docs not marked dup")
-        secs, st = run_stage(
+        record("minhash_cluster", t, n_exact[0], None, n_exact[0] - n_remove, "out = docs not marked dup")
+        t = run_stage(
             "minhash_filter",
             [reader(dedup_in), MinhashDedupFilter(str(mh_remove)), JsonlWriter(str(final))],
             W,
@@ -306,8 +308,8 @@ def bench(args) -> dict:
             logs,
         )
         n_final = count_jsonl(final)
-        record("minhash_filter", secs, st, n_exact[0], n_exact[1], n_final[0])
-    # Counting output files between stages is bookkeeping, not DataTrove work.
+        record("minhash_filter", t, n_exact[0], n_exact[1], n_final[0])
+    # The sum of stage times, so the doc counting between stages is not charged to DataTrove.
     stage_seconds = sum(s["seconds"] for s in stages.values())
     stage_cpu = sum(s["cpu_seconds"] for s in stages.values())
     wall = time.perf_counter() - wall0

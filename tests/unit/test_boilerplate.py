@@ -27,6 +27,8 @@ def test_single_line_bodies_do_not_vote():
     assert list(distinct_lines(docs[0])) == []
     titled = {"domain": "d", "source": "s", "title": "T", "text": "T\n\nBlah blah blah."}
     assert list(distinct_lines(titled)) == []
+    flash = {"domain": "d", "source": "s", "title": "T", "text": "T\n\n*******\nBlah blah blah."}
+    assert list(distinct_lines(flash)) == []
 
 
 def test_reuters_signoff_found_and_removed_but_table_rows_stay(finance_docs):
@@ -34,7 +36,7 @@ def test_reuters_signoff_found_and_removed_but_table_rows_stay(finance_docs):
     frequent = _frequent(docs, {"finance": (0.05, 5)})
     lines = frequent[("finance", "reuters21578")]
     assert {"Reuter", "REUTER"} <= lines
-    assert "Nine mths" not in lines
+    assert "Nine mths" not in lines and "Blah blah blah." not in lines
     remover = RemoveBoilerplate()
     cleaned = [remover(dict(d), frequent) for d in docs]
     # Placeholder items are not stripped to their headline: the filters must see them.

@@ -51,6 +51,7 @@ on every machine and run, independent of the order documents are processed in.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
@@ -67,7 +68,6 @@ SEED = 1997
 _CHUNK_ROWS = 4096
 
 _U64 = np.uint64
-_MASK32 = 0xFFFFFFFF
 
 
 def normalize_for_hash(text: str) -> str:
@@ -144,19 +144,47 @@ class MinHasher:
 
     def shingle_hashes(self, text: str) -> np.ndarray:
         """32-bit hashes (in a uint64 array) of the shingles of ``text``, with repeats."""
-        words = shingle_words(text)
-        word_hashes = np.fromiter(
-            map(xxhash.xxh3_64_intdigest, map(str.encode, words)), dtype=np.uint64, count=len(words)
-        )
+        return self._stacked_shingle_hashes([text])[0]
+
+    def _stacked_shingle_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The shingle hashes of all ``texts`` end to end, and where each text's run starts.
+
+        The words of the whole batch are hashed in one pass and the 5-gram mixing runs
+        over the concatenation; windows that cross into the next text are then dropped.
+        Every text gets at least one shingle.
+        """
         k = self.shingle_size
-        n = len(words) - k + 1
-        if n <= 0:
-            mixed = (word_hashes * self._word_mix[: len(words)]).sum(dtype=np.uint64, keepdims=True)
-        else:
-            mixed = word_hashes[:n] * self._word_mix[0]
-            for i in range(1, k):
-                mixed += word_hashes[i : i + n] * self._word_mix[i]
-        return mixed >> _U64(32)
+        word_lists = [shingle_words(t) for t in texts]
+        counts = np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists))
+        n_words = int(counts.sum())
+        padded = np.zeros(n_words + k, dtype=np.uint64)
+        padded[:n_words] = np.fromiter(
+            map(xxhash.xxh3_64_intdigest, map(str.encode, itertools.chain.from_iterable(word_lists))),
+            dtype=np.uint64,
+            count=n_words,
+        )
+        windows = padded[:n_words] * self._word_mix[0]
+        for i in range(1, k):
+            windows += padded[i : i + n_words] * self._word_mix[i]
+
+        word_starts = np.cumsum(counts) - counts
+        per_text = np.maximum(counts - k + 1, 1)
+        run_starts = np.cumsum(per_text) - per_text
+        is_long = counts >= k
+        offset_in_text = np.arange(n_words) - np.repeat(word_starts, counts)
+        whole_window = offset_in_text <= np.repeat(counts - k, counts)
+        stacked = np.empty(int(per_text.sum()), dtype=np.uint64)
+        stacked[np.repeat(is_long, per_text)] = windows[whole_window]
+
+        # A text shorter than k words is one shingle: the window over its words only.
+        short = np.flatnonzero(~is_long)
+        if len(short):
+            gathered = padded[word_starts[short, None] + np.arange(k)]
+            present = np.arange(k) < counts[short, None]
+            stacked[run_starts[short]] = (gathered * self._word_mix * present).sum(
+                axis=1, dtype=np.uint64
+            )
+        return stacked >> _U64(32), run_starts
 
     def signature(self, text: str) -> np.ndarray:
         """The ``num_perm`` uint32 MinHash values of one text."""
@@ -166,17 +194,14 @@ class MinHasher:
         """An ``(len(texts), num_perm)`` uint32 array, one signature per text.
 
         The shingles of all texts are stacked and each chunk of rows goes through every
-        permutation at once; ``np.minimum.reduceat`` takes each document's minimum.
+        permutation at once; ``np.minimum.reduceat`` takes each text's minimum. The
+        ``>> 32`` is applied after the minimum, which it commutes with.
         """
-        hashes = [self.shingle_hashes(t) for t in texts]
-        n = len(hashes)
-        out = np.full((n, self.num_perm), _MASK32, dtype=np.uint64)
+        n = len(texts)
+        out = np.full((n, self.num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
         if n == 0:
             return out.astype(np.uint32)
-        lengths = np.fromiter(map(len, hashes), dtype=np.int64, count=n)
-        starts = np.zeros(n, dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        stacked = np.concatenate(hashes)
+        stacked, starts = self._stacked_shingle_hashes(texts)
         total = len(stacked)
         for lo in range(0, total, _CHUNK_ROWS):
             hi = min(lo + _CHUNK_ROWS, total)
@@ -184,11 +209,10 @@ class MinHasher:
             last = int(np.searchsorted(starts, hi, side="left"))
             values = np.multiply.outer(stacked[lo:hi], self._perm_a)
             values += self._perm_b
-            values >>= _U64(32)
             segments = np.maximum(starts[first:last], lo) - lo
             mins = np.minimum.reduceat(values, segments, axis=0)
             np.minimum(out[first:last], mins, out=out[first:last])
-        return out.astype(np.uint32)
+        return (out >> _U64(32)).astype(np.uint32)
 
     def band_hashes(self, signatures: np.ndarray) -> np.ndarray:
         """``(n, bands)`` uint64: each band's ``rows`` values folded into one 64-bit key.

@@ -25,19 +25,20 @@ Shape of both transforms
     documents. Texts are never shuffled.
 
 Costs on the in-process DirectRunner
-    Per-element overhead and the coder dominate there, so the documents are batched
-    (``batch_size``) before the barrier and wait as :class:`_DocBatch` objects, which the
-    runner pickles whole (about half the coder time of encoding the dicts one by one).
-    Shuffles carry one element per (batch, shard) or (batch, band, shard). ``num_shards``
-    spreads the hash and band groups over that many keys: 1 suits one process, a
-    distributed runner wants enough to keep each group small.
+    There, each stage has a fixed setup cost and every materialised PCollection is
+    encoded and decoded, so both transforms move batches: the documents are grouped
+    (``batch_size``) before the barrier and wait as :class:`_DocBatch` objects, pickled
+    whole by :class:`_DocBatchCoder`, and the shuffles carry one element per (batch,
+    shard) or (batch, band, shard). ``num_shards`` spreads the hash and band groups over
+    that many keys: 1 suits one process, a distributed runner wants enough to keep each
+    group small.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -53,7 +54,7 @@ from pipelines.steps.minhash import (
     MinHasher,
     UnionFind,
     content_hash,
-    estimate_jaccard,
+    hashed_jaccards,
 )
 
 KEPT = "kept"
@@ -198,43 +199,48 @@ class NearDedup(beam.PTransform):
 
     Stages (see the module docstring for the batching):
 
-    1. **Sign**: each batch of documents yields ``(keys, signatures)``, the
-       :func:`keep_key` of every document and its MinHash signature (no text).
+    1. **Sign**: each batch of documents yields its :func:`keep_key` list, MinHash
+       signatures and shingle hashes (no text).
     2. **Band shuffle**: per batch, for every band and shard, the band hashes and keys go
        to ``GroupByKey`` keyed ``(band, shard)`` with ``shard = band_hash % num_shards``.
        Many band keys per element change nothing about which documents meet, only how
        many elements the runner moves. Each group is sorted by band hash, and every run
        of two or more equal hashes is a colliding bucket.
-    3. **Verify and cluster** (one worker): the buckets, plus the signatures of only the
-       documents that sit in some bucket (picked from stage 1 with the bucket members as
-       a side input), are gathered onto one worker by a ``CombineGlobally``, as
-       datatrove's cluster stage gathers its duplicate pairs into one task. Within a
-       bucket, every pair whose estimated Jaccard (share of equal values over all
-       ``num_perm``) is at least ``threshold`` is an edge, and union-find turns the edges
-       into clusters whose root is the kept document. Only bucket members reach this
-       worker: their signatures and edges are small next to the corpus.
+    3. **Verify and cluster** (one worker): the buckets, plus the signatures and shingle
+       hash sets of only the documents that sit in some bucket (picked from stage 1 with
+       the bucket members as a side input), are gathered onto one worker by a
+       ``CombineGlobally``, as datatrove's cluster stage gathers its duplicate pairs into
+       one task. Two documents of a bucket are joined when the Jaccard of their shingle
+       hash sets is at least ``threshold``; union-find turns the joins into clusters
+       whose root is the kept document. Only bucket members reach this worker (on the
+       samples, 1,259 of 19,738 documents).
     4. **Route**: rejected documents get ``reason="duplicate_near"`` and
-       ``reason_detail="duplicate of <kept id> (estimated Jaccard 0.91)"``, the estimate
-       being to the kept document.
+       ``reason_detail="duplicate of <kept id> (Jaccard 0.91)"``, the Jaccard being to
+       the kept document.
 
-    Why pairs are verified, measured on the medical + finance samples after exact dedup
-    (19,738 documents; 310 removals are justified by true Jaccard >= 0.8, the README's
-    "removable" figure): templated answers (GARD, CancerGov) share long boilerplate at
-    Jaccard 0.6-0.8, and such pairs become LSH candidates often (probability 0.21 at
-    J = 0.6, 0.56 at 0.7). Without verification, connected components chained them into
-    clusters of ~850 documents and removed 1,146, most with Jaccard < 0.5 to the kept
-    document. Checking each member only against one bucket member left 14% of the true
-    pairs unmerged. Checking every pair in a bucket at ``threshold=0.8`` removed 297-493
-    (four seeds), left 0.02-0.11% of kept documents in a true pair, and no rejected
-    document had Jaccard < 0.5 to its kept one; at 0.85 one seed left 7% in true pairs.
-    The estimate reads high on candidates (they were chosen for an equal band), so 0.8
-    also admits some pairs at true 0.75-0.8; what over-merging remains is chaining through
-    such edges, which is what connected components mean.
+    Why candidate pairs are verified, and exactly (measured on the medical + finance
+    samples after exact dedup: 19,738 documents, of which ~310 go if exactly the true
+    Jaccard >= 0.8 pairs are merged, the README's "removable" count less exact
+    duplicates). Templated answers (GARD symptom tables, CancerGov) share long
+    boilerplate at Jaccard 0.5-0.8, and LSH makes such pairs candidates often
+    (probability 0.21 at J = 0.6, 0.56 at 0.7). Clustering unverified candidates
+    chained them into components of ~850 documents and removed 1,146. Verifying by the
+    signature estimate >= 0.8 removed 297-493 depending on the seed: the estimates of
+    pairs that share a document are correlated through that document's minima, so an
+    unlucky seed lifts a whole template family over the bar (seed 1997: 60 GARD symptom
+    tables at true Jaccard 0.53-0.62 estimated at 0.71-0.80, all merged). Exact Jaccard
+    on the 32-bit shingle hashes, as the README's measurement did, removed 307-309 for
+    seeds 1, 2 and 1997, left 0-1 true pairs among the kept, and no rejected document is
+    below Jaccard 0.68 to its kept one.
 
-    Verification is quadratic in a bucket's size, done as one numpy comparison per member:
-    fine for the buckets LSH produces at these settings (the largest on the samples has
-    ~500 members), and the place to revisit if a corpus carries tens of thousands of
-    copies of one template that exact dedup did not catch.
+    The signature estimate screens pairs first: only pairs estimated at
+    ``threshold - screen`` or more (0.7: 2.6 standard deviations below 0.8 for a
+    112-value estimate) get the exact check, so that a bucket of merely similar
+    documents costs one numpy comparison per member rather than a set intersection per
+    pair. Exact checks are batched per document and skipped for pairs already in one
+    cluster. The work is quadratic in a template family's size and runs on the one
+    cluster worker (0.2-0.6 s for the samples, by seed): the place to look if a corpus
+    carries tens of thousands of near-copies of one template.
     """
 
     def __init__(
@@ -245,12 +251,14 @@ class NearDedup(beam.PTransform):
         rows: int = ROWS,
         seed: int = SEED,
         threshold: float = NEAR_THRESHOLD,
+        screen: float = 0.1,
         batch_size: int = BATCH_SIZE,
         num_shards: int = 1,
     ) -> None:
         super().__init__()
         self.hasher = MinHasher(shingle_size, num_perm, bands, rows, seed)
         self.threshold = threshold
+        self.screen = screen
         self.batch_size = batch_size
         self.num_shards = num_shards
 
@@ -264,29 +272,68 @@ class NearDedup(beam.PTransform):
             | "CollidingBuckets" >> beam.FlatMap(_colliding_buckets)
         )
         members = buckets | "BucketMembers" >> beam.CombineGlobally(_MemberSet()).without_defaults()
-        candidate_sigs = signed | "CandidateSignatures" >> beam.FlatMap(
-            _pick_signatures, pvalue.AsSingleton(members, default_value=frozenset())
+        candidates = signed | "PickCandidates" >> beam.FlatMap(
+            _pick_candidates, pvalue.AsSingleton(members, default_value=frozenset())
         )
         rejected = (
             (
                 buckets | "TagBuckets" >> beam.Map(lambda b: ("bucket", b)),
-                candidate_sigs | "TagSignatures" >> beam.Map(lambda s: ("signatures", s)),
+                candidates | "TagCandidates" >> beam.Map(lambda c: ("candidates", c)),
             )
             | "Gather" >> beam.Flatten()
-            | "Cluster" >> beam.CombineGlobally(_Cluster(self.threshold)).without_defaults()
+            | "Cluster"
+            >> beam.CombineGlobally(_Cluster(self.threshold, self.screen)).without_defaults()
             | "Decisions" >> beam.FlatMap(dict.items)
         )
         return _routed(batches, "duplicate_near", rejected)
 
 
-def _sign_batch(batch: _DocBatch, hasher: MinHasher) -> tuple[list[Key], np.ndarray]:
-    return [keep_key(d) for d in batch.docs], hasher.signatures([d["text"] for d in batch.docs])
+def near_duplicate_rejections(
+    docs: Sequence[Doc],
+    hasher: MinHasher,
+    threshold: float = NEAR_THRESHOLD,
+    screen: float = 0.1,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, str]:
+    """:class:`NearDedup`'s decisions, ``{rejected id: reason_detail}``, without Beam.
+
+    The same stage functions run one after another in this process: the bare-loop
+    benchmark's near dedup, and a check that the Beam graph adds nothing to them.
+    """
+    signed = [
+        _sign_batch(_DocBatch(list(docs[i : i + batch_size])), hasher)
+        for i in range(0, len(docs), batch_size)
+    ]
+    by_band: dict[tuple[int, int], list] = {}
+    for batch in signed:
+        for key, part in _band_parts(batch, hasher, 1):
+            by_band.setdefault(key, []).append(part)
+    buckets = [b for element in by_band.items() for b in _colliding_buckets(element)]
+    members = frozenset(k for bucket in buckets for k in bucket)
+    cluster = _Cluster(threshold, screen)
+    acc = cluster.create_accumulator()
+    for bucket in buckets:
+        cluster.add_input(acc, ("bucket", bucket))
+    for batch in signed:
+        for candidates in _pick_candidates(batch, members):
+            cluster.add_input(acc, ("candidates", candidates))
+    return cluster.extract_output(acc)
+
+
+# keys, signatures, stacked shingle hashes, where each document's run starts
+_Signed = tuple[list[Key], np.ndarray, np.ndarray, np.ndarray]
+
+
+def _sign_batch(batch: _DocBatch, hasher: MinHasher) -> _Signed:
+    stacked, starts = hasher.stacked_shingle_hashes([d["text"] for d in batch.docs])
+    keys = [keep_key(d) for d in batch.docs]
+    return keys, hasher.signatures_of_stacked(stacked, starts), stacked, starts
 
 
 def _band_parts(
-    signed: tuple[list[Key], np.ndarray], hasher: MinHasher, num_shards: int
+    signed: _Signed, hasher: MinHasher, num_shards: int
 ) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, list[Key]]]]:
-    keys, sigs = signed
+    keys, sigs, _, _ = signed
     band_hashes = hasher.band_hashes(sigs)
     shards = band_hashes % np.uint64(num_shards)
     for band in range(hasher.bands):
@@ -333,25 +380,30 @@ class _MemberSet(beam.CombineFn):
         return frozenset(acc)
 
 
-def _pick_signatures(
-    signed: tuple[list[Key], np.ndarray], members: frozenset[Key]
-) -> Iterator[tuple[list[Key], np.ndarray]]:
-    keys, sigs = signed
+# keys, signatures, and each document's shingle hashes as an ``np.unique`` array
+_Candidates = tuple[list[Key], np.ndarray, list[np.ndarray]]
+
+
+def _pick_candidates(signed: _Signed, members: frozenset[Key]) -> Iterator[_Candidates]:
+    keys, sigs, stacked, starts = signed
     rows = [i for i, k in enumerate(keys) if k in members]
     if rows:
-        yield [keys[i] for i in rows], sigs[rows]
+        ends = np.r_[starts[1:], len(stacked)]
+        sets = [np.unique(stacked[starts[i] : ends[i]]) for i in rows]
+        yield [keys[i] for i in rows], sigs[rows], sets
 
 
 class _Cluster(beam.CombineFn):
-    """Verify bucket pairs by signature agreement and run union-find, on one worker.
+    """Verify bucket pairs and run union-find, on one worker.
 
-    The accumulator is ``(buckets, signature batches)``; the work happens once, in
+    The accumulator is ``(buckets, candidate batches)``; the work happens once, in
     ``extract_output``. The output maps the id of every rejected document to its
     ``reason_detail``.
     """
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, screen: float) -> None:
         self.threshold = threshold
+        self.screen = screen
 
     def create_accumulator(self):
         return set(), []
@@ -366,48 +418,47 @@ class _Cluster(beam.CombineFn):
 
     def merge_accumulators(self, accs):
         buckets, batches = set(), []
-        for b, s in accs:
+        for b, c in accs:
             buckets |= b
-            batches.extend(s)
+            batches.extend(c)
         return buckets, batches
 
     def extract_output(self, acc) -> dict[str, str]:
         buckets, batches = acc
         if not buckets:
             return {}
-        row_of = {k: i for i, k in enumerate(k for keys, _ in batches for k in keys)}
-        sigs = np.concatenate([s for _, s in batches])
-        needed = math.ceil(self.threshold * sigs.shape[1] - 1e-9)
+        keys = [k for ks, _, _ in batches for k in ks]
+        row_of = {k: i for i, k in enumerate(keys)}
+        sigs = np.concatenate([s for _, s, _ in batches])
+        sets = [st for _, _, group in batches for st in group]
+        first, second = self._screened_pairs(buckets, row_of, sigs)
         uf = UnionFind()
-        for bucket in sorted(buckets):
-            # A bucket whose members are already one cluster cannot add an edge that matters.
-            if len({uf.find(k) for k in bucket}) == 1:
-                continue
-            label = _verified_components(sigs[[row_of[k] for k in bucket]], needed)
-            for i, first in enumerate(label):
-                if first != i:
-                    uf.union(bucket[first], bucket[i])
+        _, starts = np.unique(first, return_index=True)
+        for lo, hi in zip(starts.tolist(), np.r_[starts[1:], len(first)].tolist()):
+            a = int(first[lo])
+            root = uf.find(keys[a])
+            partners = [b for b in second[lo:hi].tolist() if uf.find(keys[b]) != root]
+            if partners:
+                jaccards = hashed_jaccards(sets[a], [sets[b] for b in partners])
+                for b in np.asarray(partners)[jaccards >= self.threshold].tolist():
+                    uf.union(keys[a], keys[b])
         rejected = {}
         for node, root in uf.roots().items():
             if node != root:
-                jaccard = estimate_jaccard(sigs[row_of[node]], sigs[row_of[root]])
-                rejected[node[1]] = f"duplicate of {root[1]} (estimated Jaccard {jaccard:.2f})"
+                jaccard = hashed_jaccards(sets[row_of[node]], [sets[row_of[root]]])[0]
+                rejected[node[1]] = f"duplicate of {root[1]} (Jaccard {jaccard:.2f})"
         return rejected
 
-
-def _verified_components(block: np.ndarray, needed: int) -> list[int]:
-    """Components of one bucket's graph of pairs agreeing on ``needed`` values or more.
-
-    Returns, per row, the lowest row of its component. Labels are merged with numpy so
-    that a bucket of a few hundred copies costs a few hundred array operations rather
-    than tens of thousands of union-find calls.
-    """
-    label = np.arange(len(block))
-    for i in range(len(block) - 1):
-        agree = np.count_nonzero(block[i + 1 :] == block[i], axis=1)
-        linked = np.flatnonzero(agree >= needed) + i + 1
-        if len(linked):
-            merged = np.unique(np.r_[label[i], label[linked]])
-            if len(merged) > 1:
-                label[np.isin(label, merged)] = merged[0]
-    return label.tolist()
+    def _screened_pairs(self, buckets, row_of, sigs) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct row pairs ``first < second`` sharing a bucket and passing the screen."""
+        needed = math.ceil((self.threshold - self.screen) * sigs.shape[1] - 1e-9)
+        codes = [np.zeros(0, dtype=np.int64)]
+        for bucket in buckets:
+            rows = np.array([row_of[k] for k in bucket])
+            block = sigs[rows]
+            for i in range(len(rows) - 1):
+                agree = np.count_nonzero(block[i + 1 :] == block[i], axis=1)
+                partners = rows[i + 1 :][agree >= needed]
+                low, high = np.minimum(partners, rows[i]), np.maximum(partners, rows[i])
+                codes.append(low * len(sigs) + high)
+        return np.divmod(np.unique(np.concatenate(codes)), len(sigs))

@@ -153,36 +153,38 @@ def _reject(doc: Doc, reason: str, detail: str):
 
 
 class WriteShards(beam.PTransform):
-    """Deterministic Parquet shards of one output kind (see :mod:`pipelines.output`)."""
+    """Deterministic Parquet shards of one output kind (see :mod:`pipelines.output`).
 
-    def __init__(self, kind: str, directory: str, rows_per_shard: int, compression: str):
+    ``shards`` is a singleton PCollection with the shard count. It is derived from the
+    input record count, which is known long before the documents reach this step, so
+    the keying fuses with the step that produces them instead of making every document
+    wait (and be encoded once more) for a count of its own output.
+    """
+
+    def __init__(self, kind: str, directory: str, shards, compression: str):
         super().__init__(f"Write{kind.title()}")
         self.kind = kind
         self.directory = directory
-        self.rows_per_shard = rows_per_shard
+        self.shards = shards
         self.compression = compression
 
     def expand(self, items):
         kind = self.kind
-        rows = items | "ToRow" >> beam.Map(
-            lambda item: item if kind == "quarantine" else output.doc_row(item, kind)
-        )
-        shards = (
-            rows
-            | "Count" >> beam.combiners.Count.Globally()
-            | "Shards" >> beam.Map(output.num_shards, self.rows_per_shard)
-        )
+        shards = beam.pvalue.AsSingleton(self.shards)
         return (
-            rows
-            | "Key" >> beam.Map(
-                lambda row, n: (output.shard_of(output.row_key(kind, row), n), row), beam.pvalue.AsSingleton(shards)
-            )
+            items
+            | "Key" >> beam.Map(_keyed_row, kind, shards)
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.Map(
                 lambda kv, n: output.write_shard(self.directory, kind, kv[0], n, list(kv[1]), self.compression),
-                beam.pvalue.AsSingleton(shards),
+                shards,
             )
         )
+
+
+def _keyed_row(item: dict, kind: str, shards: int) -> tuple[int, dict]:
+    row = item if kind == "quarantine" else output.doc_row(item, kind)
+    return output.shard_of(output.row_key(kind, row), shards), row
 
 
 def build_pipeline(p: beam.Pipeline, config: PipelineConfig, staging: str) -> beam.PCollection:
@@ -209,12 +211,8 @@ def build_pipeline(p: beam.Pipeline, config: PipelineConfig, staging: str) -> be
         | "GroupIds" >> beam.GroupByKey()
         | "RepeatedIds" >> beam.FlatMap(_first_origin)
     )
-    unique = read.docs | "UniqueIds" >> beam.ParDo(
-        QuarantineDuplicateIds(), beam.pvalue.AsDict(repeats)
-    ).with_outputs(QUARANTINE, main="docs")
-
     marked = (
-        unique.docs
+        read.docs
         | "Repair" >> beam.ParDo(ApplyTransform(Repair()))
         | "Markup" >> beam.ParDo(ApplyTransform(StripMarkup()))
     )
@@ -239,7 +237,13 @@ def build_pipeline(p: beam.Pipeline, config: PipelineConfig, staging: str) -> be
         | "GroupLines" >> beam.GroupByKey()
         | "LineSets" >> beam.MapTuple(lambda key, lines: (key, frozenset(lines)))
     )
-    debased = marked | "Boilerplate" >> beam.ParDo(
+    # The id check sits here, not right after reading, so that it shares the one wait
+    # for side inputs with the boilerplate step (every wait costs an encode and decode of
+    # every document). A repeated-id record thus still votes once in the line counts.
+    unique = marked | "UniqueIds" >> beam.ParDo(
+        QuarantineDuplicateIds(), beam.pvalue.AsDict(repeats)
+    ).with_outputs(QUARANTINE, main="docs")
+    debased = unique.docs | "Boilerplate" >> beam.ParDo(
         ApplyTransform(RemoveBoilerplate()), beam.pvalue.AsDict(frequent)
     )
 
@@ -261,9 +265,21 @@ def build_pipeline(p: beam.Pipeline, config: PipelineConfig, staging: str) -> be
     rejected = [judged[REJECTED], *dedup_rejected] | "AllRejected" >> beam.Flatten()
     quarantined = [read[QUARANTINE], unique[QUARANTINE], unmatched_paths] | "AllQuarantined" >> beam.Flatten()
 
-    kept | WriteShards("kept", staging, clean.docs_per_shard, clean.compression)
-    rejected | WriteShards("rejected", staging, clean.docs_per_shard, clean.compression)
-    quarantined | WriteShards("quarantine", staging, clean.docs_per_shard, clean.compression)
+    # Ones, not the records, go into the Flatten: a Flatten of PCollections made in
+    # different stages materializes its inputs.
+    shards = (
+        [
+            read.docs | "OneDoc" >> beam.Map(lambda _: 1),
+            read[QUARANTINE] | "OneBad" >> beam.Map(lambda _: 1),
+            unmatched_paths | "OneMissing" >> beam.Map(lambda _: 1),
+        ]
+        | "AllInput" >> beam.Flatten()
+        | "CountInput" >> beam.CombineGlobally(sum)
+        | "Shards" >> beam.Map(output.num_shards, clean.docs_per_shard)
+    )
+    kept | WriteShards("kept", staging, shards, clean.compression)
+    rejected | WriteShards("rejected", staging, shards, clean.compression)
+    quarantined | WriteShards("quarantine", staging, shards, clean.compression)
 
     summaries = [
         read.docs | "SumInput" >> beam.Map(lambda d: summarize("input", d)),
@@ -317,7 +333,7 @@ def run_clean(
         listed.update(list_files(corpus)[0])
     stats["empty_files"] = sorted(f for f in listed if f not in stats["files"])
     check_accounting(stats)
-    output.commit(output_dir, stats, config.clean.compression)
+    output.commit(output_dir, stats, config.clean.docs_per_shard, config.clean.compression)
     return stats
 
 

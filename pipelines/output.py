@@ -10,7 +10,9 @@ Layout of an output directory ``DIR`` (documented in the README):
 
 Rows are spread over shards by a hash of their id and sorted by id inside a shard, so
 the same input gives byte-identical files on every run, whatever order the runner
-processed documents in. Everything is first written under ``DIR/.staging/`` and moved
+processed documents in. Every kind has ``ceil(input records / docs_per_shard)`` shards
+(at least one); a shard that no row hashed to is written with zero rows, so the set of
+files is always complete. Everything is first written under ``DIR/.staging/`` and moved
 into place only after the accounting check passed.
 """
 
@@ -124,9 +126,6 @@ def write_shard(directory: str, kind: str, index: int, shards: int, rows: list[d
     return path, len(rows)
 
 
-def write_empty(directory: str, kind: str, compression: str) -> None:
-    """A zero-row shard, so readers of an empty output still find the schema."""
-    write_shard(directory, kind, 0, 1, [], compression)
 
 
 def read_table(directory: str, kind: str) -> pa.Table:
@@ -146,12 +145,15 @@ def prepare(output_dir: str) -> str:
     return staging
 
 
-def commit(output_dir: str, stats: dict, compression: str) -> None:
+def commit(output_dir: str, stats: dict, rows_per_shard: int, compression: str) -> None:
     """Move staged shards into place, then write ``stats.json`` last (atomic rename)."""
     staging = FileSystems.join(output_dir, STAGING)
+    shards = num_shards(stats["input"], rows_per_shard)
     for kind in KINDS:
-        if not _list(FileSystems.join(staging, kind)):
-            write_empty(staging, kind, compression)
+        present = {os.path.basename(p) for p in _list(FileSystems.join(staging, kind))}
+        for index in range(shards):
+            if shard_name(index, shards) not in present:
+                write_shard(staging, kind, index, shards, [], compression)
     for kind in KINDS:
         target = FileSystems.join(output_dir, kind)
         _remove_tree(target)

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 DEMO_OUT ?= out/demo
 
-.PHONY: install demo test test-fast bench clean-demo
+.PHONY: install demo test test-fast bench bench-datatrove clean-demo
 
 # Re-installs only when pyproject.toml changed; pip finds torch's CPU build and the
 # registry packages through the machine's pip config (see ../shared/STACK.md).
@@ -30,6 +30,14 @@ test-fast: install
 
 bench: install
 	$(BIN)/python tests/benchmarks/bench_corpus.py
+
+# DataTrove, the peer, in a venv of its own (its pins clash with ours); writes the JSON
+# that bench_corpus.py reads for the ratio.
+DT_VENV ?= .venv-datatrove
+bench-datatrove:
+	test -x $(DT_VENV)/bin/python || $(PYTHON) -m venv $(DT_VENV)
+	$(DT_VENV)/bin/python -m pip install -q -r tests/benchmarks/datatrove-requirements.txt
+	$(DT_VENV)/bin/python tests/benchmarks/bench_datatrove.py --workers 1 --json tests/benchmarks/datatrove-result.json
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 # The stages built so far: clean both samples, then plan a model for a small CPU budget.
 demo: install
 	$(BIN)/dapt corpus clean --config examples/corpora.yaml --output $(DEMO_OUT)/clean
+	$(BIN)/dapt validate $(DEMO_OUT)/clean --config examples/corpora.yaml
 	$(BIN)/dapt plan --flops 1e17 --unique-tokens 6e6 --vocab-size 8000 --seq-len 256
 
 test: install
@@ -30,6 +31,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python tests/benchmarks/bench_corpus.py
+	$(BIN)/python tests/benchmarks/bench_validate.py
 
 # DataTrove, the peer, in a venv of its own (its pins clash with ours); writes the JSON
 # that bench_corpus.py reads for the ratio.

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pretrain.planner import PlanConfig
+from validation.config import ValidateConfig
 
 
 class ConfigError(ValueError):
@@ -146,8 +147,12 @@ class CleanConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
+    # `validate` is the YAML key; the attribute may not shadow BaseModel.validate.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     corpora: list[CorpusConfig] = Field(min_length=1)
     clean: CleanConfig = CleanConfig()
+    validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
     plan: PlanConfig | None = None
 
     @model_validator(mode="after")

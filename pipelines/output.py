@@ -136,10 +136,12 @@ def read_table(directory: str, kind: str) -> pa.Table:
 
 
 def prepare(output_dir: str) -> str:
-    """Invalidate any previous output and return a fresh staging directory."""
+    """Invalidate any previous output (and its validation verdict) and return a fresh
+    staging directory."""
     stats = FileSystems.join(output_dir, STATS_FILE)
     if FileSystems.exists(stats):
         FileSystems.delete([stats])
+    _remove_tree(FileSystems.join(output_dir, "validation"))
     staging = FileSystems.join(output_dir, STAGING)
     _remove_tree(staging)
     return staging

@@ -34,3 +34,56 @@ def finance_docs() -> list[dict]:
 @pytest.fixture(scope="session")
 def medical_docs() -> list[dict]:
     return read_jsonl_gz(MEDICAL)
+
+
+@pytest.fixture(scope="session")
+def clean_subset_for_tokenizer(tmp_path_factory) -> Path:
+    """One real cleaning run for the tokenizer tests: the first 2,000 documents of finance
+    and of medical, and the general documents under 300k characters (all speeches and 6
+    books; the larger books cost most of the cleaning time and the web profile drops
+    most of them anyway), each corpus its own domain. Returns the output folder."""
+    from pipelines.clean import run_clean
+    from pipelines.config import parse_config
+
+    root = tmp_path_factory.mktemp("clean-subset-for-tokenizer")
+    corpora = []
+    for name, path, limit in (("finance", FINANCE, 2000), ("medical", MEDICAL, 2000),
+                              ("general", CORPORA / "general" / "sample.jsonl.gz", None)):
+        docs = [d for d in read_jsonl_gz(path, limit) if name != "general" or len(d["text"]) < 300_000]
+        subset = root / f"{name}.jsonl.gz"
+        lines = "\n".join(json.dumps(d, ensure_ascii=False) for d in docs)
+        subset.write_bytes(gzip.compress(lines.encode(), mtime=0))
+        corpora.append({"name": name, "path": str(subset), "format": "jsonl.gz", "domain": name,
+                        "id_field": "id", "title_field": "title"})
+    out = root / "clean"
+    run_clean(parse_config({"corpora": corpora}), str(out), show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pretrain_inputs(tmp_path_factory):
+    """Issue 6: cleaned finance subset, a 1,000-piece BPE bundle and its token shards."""
+    from pretrain_support import make_pretrain_inputs
+
+    return make_pretrain_inputs(tmp_path_factory.mktemp("pretrain"))
+
+
+@pytest.fixture(scope="session")
+def clean_subset_for_validation(tmp_path_factory) -> Path:
+    """One real cleaning run for the validation tests: the first 1,000 documents of
+    finance and of medical. Returns the output folder; tests copy it before planting
+    defects."""
+    from pipelines.clean import run_clean
+    from pipelines.config import parse_config
+
+    root = tmp_path_factory.mktemp("clean-subset-for-validation")
+    corpora = []
+    for name, path in (("finance", FINANCE), ("medical", MEDICAL)):
+        subset = root / f"{name}.jsonl.gz"
+        lines = "\n".join(json.dumps(d, ensure_ascii=False) for d in read_jsonl_gz(path, 1000))
+        subset.write_bytes(gzip.compress(lines.encode(), mtime=0))
+        corpora.append({"name": name, "path": str(subset), "format": "jsonl.gz", "domain": name,
+                        "id_field": "id", "title_field": "title"})
+    out = root / "clean"
+    run_clean(parse_config({"corpora": corpora}), str(out), show_progress=False)
+    return out

@@ -11,9 +11,9 @@ import argparse
 import os
 import sys
 
-from pipelines.cli import corpus, plan
+from pipelines.cli import corpus, plan, tokenizer, train, validate
 
-_COMMANDS = (corpus, plan)
+_COMMANDS = (corpus, plan, tokenizer, train, validate)
 
 
 def build_parser() -> argparse.ArgumentParser:

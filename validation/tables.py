@@ -1,0 +1,274 @@
+"""The tables the expectation suites run on, read from the stages' output files.
+
+``dapt corpus clean`` output (README, "Output layout"): ``kept/`` becomes one pandas
+frame with three derived columns the suites check, computed with the cleaning stage's
+own definitions (one source of truth, never a copy):
+
+* ``text_length``: characters of ``text`` (``None`` when it is not a string);
+* ``leftover_pii``: what :func:`pipelines.steps.pii.find_pii` still finds, added by a
+  :class:`validation.pii_scan.PIIScan` (which see);
+* ``leftover_markup``: the first :data:`pipelines.steps.markup.LEFTOVER_MARKUP` match
+  (``</BODY>``, ``&amp;``), ``None`` when clean. Tickers such as ``<IP>`` are text to it.
+
+``rejected/`` and ``quarantine/`` give the per-corpus drop table, ``stats.json`` the
+accounting it must agree with. The tokenizer stage's ``TOKDIR/documents.parquet`` and
+``TOKDIR/manifest.json`` (interface agreed with issue 4) give the token tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.output import STATS_FILE, read_table
+from pipelines.steps.markup import LEFTOVER_MARKUP
+from validation.config import DropChecks
+
+TOKENS_DOCUMENTS = "documents.parquet"
+TOKENS_MANIFEST = "manifest.json"
+#: ``documents.parquet`` columns and types, as agreed with the tokenizer stage.
+TOKENS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("domain", pa.string()),
+        ("source", pa.string()),
+        ("corpus", pa.string()),
+        ("split", pa.string()),
+        ("n_tokens", pa.int64()),
+    ]
+)
+SPLITS = ("train", "val")
+
+
+class OutputError(ValueError):
+    """The input cannot be validated; the message names the file and why."""
+
+    #: 2 when the path is not a stage output at all (a usage error), 1 when it is one
+    #: whose files are broken (the data fails its contract).
+    exit_code = 1
+
+
+class NotAnOutput(OutputError):
+    exit_code = 2
+
+
+@dataclass
+class CleanOutput:
+    directory: str
+    stats: dict
+    #: The Arrow schema of the kept shards, as written (pandas would blur its types).
+    kept_schema: pa.Schema
+    kept: pd.DataFrame
+    rejected: pd.DataFrame  # corpus, domain, reason
+    quarantine: pd.DataFrame  # corpus, domain
+    #: corpus name -> domain, over every corpus that has any record in the output.
+    corpora: dict[str, str]
+
+
+@dataclass
+class TokenOutput:
+    directory: str
+    manifest: dict
+    schema: pa.Schema
+    documents: pd.DataFrame  # TOKENS_SCHEMA columns + in_kept
+
+
+def read_clean_output(directory: str) -> CleanOutput:
+    """Read ``directory``; adds ``text_length`` and ``leftover_markup`` (``leftover_pii``
+    comes from a :class:`PIIScan` of ``kept``)."""
+    if not os.path.isdir(directory):
+        raise NotAnOutput(f"{directory}: no such directory")
+    stats_path = os.path.join(directory, STATS_FILE)
+    if not os.path.exists(stats_path):
+        raise NotAnOutput(
+            f"{stats_path}: missing; not a complete `dapt corpus clean` output (stats.json is written last)"
+        )
+    stats = _read_json(stats_path)
+    kept_table = _read_kind(directory, "kept")
+    kept = kept_table.to_pandas()
+    rejected = _read_kind(directory, "rejected", ["corpus", "domain", "reason"]).to_pandas()
+    quarantine = _read_kind(directory, "quarantine", ["corpus", "domain"]).to_pandas()
+    texts = texts_of(kept)
+    kept["text_length"] = pd.array([len(t) if t is not None else None for t in texts], dtype="Int64")
+    kept["leftover_markup"] = [_markup(t) if t is not None else None for t in texts]
+    corpora: dict[str, str] = {}
+    for frame in (kept, rejected, quarantine):
+        if {"corpus", "domain"} <= set(frame.columns):
+            for corpus, domain in frame[["corpus", "domain"]].drop_duplicates().itertuples(index=False):
+                corpora.setdefault(str(corpus), str(domain))
+    return CleanOutput(directory, stats, kept_table.schema, kept, rejected, quarantine, dict(sorted(corpora.items())))
+
+
+def texts_of(kept: pd.DataFrame) -> list[str | None]:
+    """``text`` values, ``None`` where missing or not a string (a schema defect that the
+    type check reports; here it must not crash the scans)."""
+    if "text" not in kept:
+        return [None] * len(kept)
+    return [t if isinstance(t, str) else None for t in kept["text"].tolist()]
+
+
+def _markup(text: str) -> str | None:
+    match = LEFTOVER_MARKUP.search(text)
+    return match.group()[:60] if match else None
+
+
+def drop_table(output: CleanOutput, corpus: str, drops: DropChecks) -> pd.DataFrame:
+    """One row per measure of ``corpus``: ``dropped`` (everything not kept),
+    ``quarantined``, and ``rejected:<reason>`` for each reason that occurred; each with
+    its share of the corpus's input records and the largest share allowed.
+
+    Every bound is an upper bound (a kept fraction of at least k is a dropped fraction
+    of at most 1 - k), so one expectation covers the whole table.
+    """
+    kept = int((output.kept["corpus"] == corpus).sum()) if "corpus" in output.kept else 0
+    rejected = output.rejected[output.rejected["corpus"] == corpus]
+    quarantined = int((output.quarantine["corpus"] == corpus).sum())
+    total = kept + len(rejected) + quarantined
+    rows = [
+        ("dropped", total - kept, round(1 - drops.min_kept_fraction, 12)),
+        ("quarantined", quarantined, drops.max_quarantined_fraction),
+    ]
+    for reason, count in sorted(rejected["reason"].value_counts().items()):
+        rows.append((f"rejected:{reason}", int(count), drops.reason_bound(reason)))
+    table = pd.DataFrame(rows, columns=["measure", "count", "max_fraction"])
+    table.insert(2, "input", total)
+    table.insert(3, "fraction", table["count"] / total if total else 0.0)
+    return table
+
+
+def accounting_table(output: CleanOutput) -> pd.DataFrame:
+    """Row counts of the files against ``stats.json``: overall, per domain, per reason."""
+    stats = output.stats
+    kept, rejected, quarantine = output.kept, output.rejected, output.quarantine
+    try:
+        rows = [
+            ("kept", len(kept), stats["kept"]),
+            ("quarantined", len(quarantine), stats["quarantined"]),
+            ("input", len(kept) + len(rejected) + len(quarantine), stats["input"]),
+        ]
+        by_reason = rejected["reason"].value_counts()
+        for reason in sorted(set(by_reason.index) | set(stats["rejected"])):
+            rows.append((f"rejected:{reason}", int(by_reason.get(reason, 0)), stats["rejected"].get(reason, 0)))
+        for domain in sorted(set(stats["by_domain"]) | set(output.corpora.values())):
+            in_stats = stats["by_domain"].get(domain, {})
+            files = {
+                "kept": int((kept["domain"] == domain).sum()) if "domain" in kept else 0,
+                "rejected": int((rejected["domain"] == domain).sum()),
+                "quarantined": int((quarantine["domain"] == domain).sum()),
+            }
+            for kind, n in files.items():
+                rows.append((f"{domain}:{kind}", n, in_stats.get(kind, 0)))
+    except (KeyError, TypeError, AttributeError) as err:
+        path = os.path.join(output.directory, STATS_FILE)
+        raise OutputError(f"{path}: not the stats.json schema ({err!r})") from None
+    return pd.DataFrame(rows, columns=["measure", "in_files", "in_stats"])
+
+
+def read_token_output(directory: str, kept_ids) -> TokenOutput:
+    if not os.path.isdir(directory):
+        raise NotAnOutput(f"{directory}: no such directory")
+    manifest_path = os.path.join(directory, TOKENS_MANIFEST)
+    documents_path = os.path.join(directory, TOKENS_DOCUMENTS)
+    for path in (manifest_path, documents_path):
+        if not os.path.exists(path):
+            raise NotAnOutput(f"{path}: missing; not a `dapt tokenize` output")
+    manifest = _read_json(manifest_path)
+    try:
+        table = pq.read_table(documents_path)
+    except (pa.ArrowException, OSError) as err:
+        raise OutputError(f"{documents_path}: cannot read Parquet: {err}") from None
+    documents = table.to_pandas()
+    documents["in_kept"] = documents["id"].isin(set(kept_ids)) if "id" in documents else False
+    return TokenOutput(directory, manifest, table.schema, documents)
+
+
+def schema_table(files: dict[str, tuple[pa.Schema, pa.Schema]]) -> pd.DataFrame:
+    """One row per documented column of each file (``{file: (actual, expected)}``): its
+    expected and actual Arrow type, ``missing`` when absent. Extra columns are allowed."""
+    rows = []
+    for name, (actual, expected) in files.items():
+        for field in expected:
+            found = str(actual.field(field.name).type) if field.name in actual.names else "missing"
+            rows.append((f"{name}/{field.name}", str(field.type), found))
+    return pd.DataFrame(rows, columns=["column", "expected", "actual"])
+
+
+def manifest_table(tokens: TokenOutput) -> pd.DataFrame:
+    """Per domain: tokens and documents in ``documents.parquet`` against the manifest's
+    ``by_domain``; -1 where one side has no count (domain missing, not a number)."""
+    by_domain = tokens.manifest.get("by_domain")
+    if not isinstance(by_domain, dict):
+        raise OutputError(f"{os.path.join(tokens.directory, TOKENS_MANIFEST)}: no by_domain mapping")
+    docs = tokens.documents
+    counted = pd.DataFrame(columns=["sum", "size"])
+    if {"domain", "n_tokens"} <= set(docs.columns):
+        numeric = docs.assign(n_tokens=pd.to_numeric(docs["n_tokens"], errors="coerce"))
+        counted = numeric.groupby("domain")["n_tokens"].agg(["sum", "size"])
+    rows = []
+    for domain in sorted(set(by_domain) | set(counted.index)):
+        entry = by_domain[domain] if isinstance(by_domain.get(domain), dict) else {}
+        found = counted.loc[domain] if domain in counted.index else {}
+        rows.append((
+            domain, _count(found.get("sum")), _count(entry.get("tokens")),
+            _count(found.get("size")), _count(entry.get("documents")),
+        ))
+    return pd.DataFrame(rows, columns=["domain", "tokens", "manifest_tokens", "documents", "manifest_documents"])
+
+
+def _count(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as err:
+        raise OutputError(f"{path}: cannot read JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise OutputError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _read_kind(directory: str, kind: str, columns: list[str] | None = None) -> pa.Table:
+    folder = os.path.join(directory, kind)
+    if not os.path.isdir(folder):
+        raise NotAnOutput(f"{folder}: missing; not a `dapt corpus clean` output")
+    try:
+        table = read_table(directory, kind)
+    except (pa.ArrowException, OSError) as err:
+        raise OutputError(_which_shard(folder, err)) from None
+    if columns is not None:
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise OutputError(f"{folder}: column {', '.join(missing)} missing")
+        table = table.select(columns)
+    return table
+
+
+def _which_shard(folder: str, err: Exception) -> str:
+    """Name the shard that broke a read of all shards, and why."""
+    first = None
+    for name in sorted(f for f in os.listdir(folder) if f.endswith(".parquet")):
+        path = os.path.join(folder, name)
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as shard_err:
+            return f"{path}: cannot read Parquet: {shard_err}"
+        if first is None:
+            first = (path, schema)
+        elif not schema.equals(first[1]):
+            diff = [
+                f"{field.name} is {field.type}, in {os.path.basename(first[0])} {first[1].field(field.name).type}"
+                for field in schema if field.name in first[1].names and first[1].field(field.name).type != field.type
+            ]
+            return f"{path}: schema differs from {os.path.basename(first[0])}: " + ("; ".join(diff) or "other columns")
+    return f"{folder}: cannot read: {err}"

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 DEMO_OUT ?= out/demo
 
-.PHONY: install demo test test-fast bench bench-datatrove clean-demo
+.PHONY: install demo test test-fast bench bench-train bench-datatrove clean-demo
 
 # Re-installs only when pyproject.toml changed; pip finds torch's CPU build and the
 # registry packages through the machine's pip config (see ../shared/STACK.md).
@@ -32,6 +32,9 @@ test-fast: install
 bench: install
 	$(BIN)/python tests/benchmarks/bench_corpus.py
 	$(BIN)/python tests/benchmarks/bench_validate.py
+
+bench-train: install
+	$(BIN)/python tests/benchmarks/bench_train.py
 
 # DataTrove, the peer, in a venv of its own (its pins clash with ours); writes the JSON
 # that bench_corpus.py reads for the ratio.

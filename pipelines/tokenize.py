@@ -1,0 +1,540 @@
+"""The tokenize job (``dapt tokenize``): kept documents to token shards, with exact counts.
+
+Flow (Apache Beam)::
+
+    kept Parquet files ─► record batches ─► batched multi-threaded encode + EOS, split
+    (train/val by id hash) ─► one staged piece per batch and split (tokens, offsets, rows)
+        ├─► token counts per domain, source, corpus, split (combiner over piece summaries)
+        └─► pack pieces in (file, batch) order into shards ─► TOKDIR/{train,val}/shard-*
+    driver: documents.parquet, count checks, commit, manifest.json (last)
+
+Only piece summaries travel through the pipeline; token arrays go from the encoder to a
+staged file and from there into their shard. What the job adds to SentencePiece's own
+encode is reading Parquet, writing pieces, shards and the document table, and Beam's
+start-up (measured in ``tests/benchmarks/bench_tokenizer.py``).
+
+**Output layout** (``TOKDIR``), the input of the pretraining stage's loader:
+
+``TOKDIR/train/shard-NNNNN-of-MMMMM.bin`` (and ``val/``)
+    The token ids of whole documents, concatenated: a flat little-endian array of
+    ``manifest["dtype"]`` (``uint16`` when the vocabulary has at most 65,536 pieces, else
+    ``uint32``), no header. Every document ends with the EOS id (``manifest["eos_id"]``),
+    so ``np.memmap(path, dtype=dtype, mode="r")`` is the whole shard. Documents are in
+    input order (input, kept file, row; id order within a kept file), not shuffled:
+    loaders sample windows at random.
+``TOKDIR/train/shard-NNNNN-of-MMMMM.idx.npy``
+    Document boundaries: an ``int64`` ``.npy`` array of ``documents + 1`` offsets in
+    tokens, ``offsets[0] == 0`` and ``offsets[-1] == len(bin)``; document ``i`` is
+    ``tokens[offsets[i]:offsets[i + 1]]``, its last token EOS. ``np.load(path,
+    mmap_mode="r")`` reads it.
+``TOKDIR/documents.parquet``
+    One row per document, sorted by id: ``id``, ``domain``, ``source``, ``corpus``,
+    ``split`` (``train``/``val``), ``n_tokens`` (int64, EOS included), ``shard`` (path of its
+    ``.bin`` relative to ``TOKDIR``), ``offset`` (int64, its first token in the shard).
+``TOKDIR/manifest.json`` (written last; present means complete)
+    ``tokenizer_sha256``, ``tokenizer`` (bundle path), ``vocab_size``, ``dtype``,
+    ``eos_id``, ``val_fraction``, ``split_salt``, ``train_tokens``, ``val_tokens``,
+    ``train_documents``, ``val_documents``, ``unique_documents``, ``by_domain``,
+    ``by_source``, ``by_corpus`` (each ``{name: {documents, tokens}}``), ``shards`` (a
+    list of ``{split, path, index_path, documents, tokens, bytes, sha256, index_sha256}``,
+    paths relative to ``TOKDIR``), ``inputs`` (each kept input with its files' sha256),
+    ``config`` (the ``TokenizeConfig``), ``seconds``, ``dapt_version``, ``created``.
+
+**Split**: a document is in ``val`` when ``xxh64(split_salt + "\\x1f" + id) < val_fraction
+x 2^64``: the same document is in the same split on every run and runner, and a document
+never straddles the two. **Shards**: each split's pieces, ordered by (kept file, record
+batch), are packed into shards closed once they reach ``tokens_per_shard`` tokens; the
+batches are fixed by the files and ``batch_size``, so reruns on any runner give
+byte-identical shards.
+
+**Exact counts**: the token statistics come from the encoded documents (a combiner) and,
+independently, from what the shard writers wrote; the job fails and commits nothing
+unless the two agree per split, the document table agrees with both per domain, source
+and corpus, and, when the inputs are clean outputs with ``stats.json``, the documents
+equal their ``kept`` counts. Ids must be unique across the inputs (the split is a
+function of the id); a repeated id or a null field fails the run naming it.
+
+Writes are atomic as in :mod:`pipelines.output`: the old ``manifest.json`` goes first,
+everything is staged in ``TOKDIR/.staging/`` and moved into place after the checks, the
+manifest last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import time
+from collections import Counter
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import progress
+from pipelines.output import STAGING, _remove_tree
+from tokenizer.config import TokenizeConfig
+
+SPLITS = ("train", "val")
+MANIFEST_FILE = "manifest.json"
+DOCUMENTS_FILE = "documents.parquet"
+INVALID = "invalid"
+PROGRESS_STEPS = ["documents", "tokens", "shards"]
+
+DOCUMENTS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("domain", pa.string()),
+        ("source", pa.string()),
+        ("corpus", pa.string()),
+        ("split", pa.string()),
+        ("n_tokens", pa.int64()),
+        ("shard", pa.string()),
+        ("offset", pa.int64()),
+    ]
+)
+
+
+class TokenizeError(RuntimeError):
+    """The run cannot produce exact, complete output; nothing was committed."""
+
+
+def split_of(doc_id: str, val_fraction: float, salt: str) -> str:
+    return "val" if xxhash.xxh64_intdigest(f"{salt}\x1f{doc_id}".encode()) < val_fraction * 2.0**64 else "train"
+
+
+def shard_path(split: str, index: int, shards: int) -> str:
+    return f"{split}/shard-{index:05d}-of-{shards:05d}.bin"
+
+
+def index_path(bin_path: str) -> str:
+    return bin_path[: -len(".bin")] + ".idx.npy"
+
+
+def piece_name(split: str, key: tuple[int, int]) -> str:
+    return f"pieces/{split}/{key[0]:05d}-{key[1]:06d}"
+
+
+class EncodeFile(beam.DoFn):
+    """One kept file, record batch by record batch: batched, multi-threaded SentencePiece
+    encode, EOS appended, split by id hash; each split's documents of a batch are written
+    as a staged piece (tokens, offsets, document rows) and only a small summary goes on.
+
+    SentencePiece releases the GIL while it encodes, so batch ``k`` is encoded on a
+    background thread while this one reads batch ``k + 1`` and writes batch ``k - 1``:
+    the encoder's threads are not left idle while Parquet is decoded or pieces written.
+    """
+
+    def __init__(self, bundle: str, config: TokenizeConfig, staging: str):
+        self.bundle = bundle
+        self.config = config
+        self.staging = staging
+
+    def setup(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tokenizer.bundle import load_tokenizer
+
+        self.tokenizer = load_tokenizer(self.bundle, opener=FileSystems.open)
+        self.pool = self.tokenizer.thread_pool(self.config.num_threads)
+        self.encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dapt-encode")
+
+    def teardown(self):
+        self.encoder.shutdown()
+
+    def process(self, task: tuple[int, str]):
+        from tokenizer.kept import KeptError, iter_batches
+
+        number, path = task
+        pending = None
+        try:
+            for batch_number, batch in enumerate(iter_batches(path, batch_rows=self.config.batch_size)):
+                texts = batch.column("text").to_pylist()
+                future = self.encoder.submit(self.tokenizer.encode, texts, self.pool)
+                if pending:
+                    yield from self._pieces(*pending)
+                pending = ((number, batch_number), batch, future)
+        except KeptError as err:
+            yield beam.pvalue.TaggedOutput(INVALID, str(err))
+            return
+        if pending:
+            yield from self._pieces(*pending)
+
+    def _pieces(self, key: tuple[int, int], batch: pa.RecordBatch, future):
+        encoded = future.result()
+        config = self.config
+        splits = [split_of(i, config.val_fraction, config.split_salt) for i in batch.column("id").to_pylist()]
+        for split in SPLITS:
+            rows = [i for i, s in enumerate(splits) if s == split]
+            if rows:
+                yield self._write_piece(split, key, batch, [encoded[i] for i in rows], rows)
+        progress.count("documents", len(encoded))
+        progress.count("tokens", sum(a.size for a in encoded) + len(encoded))
+
+    def _write_piece(
+        self, split: str, key: tuple[int, int], batch: pa.RecordBatch, encoded: list[np.ndarray], rows: list[int]
+    ) -> dict:
+        lengths = np.fromiter((a.size for a in encoded), dtype=np.int64, count=len(encoded))
+        sizes = lengths + 1
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        # One EOS after each document: insert at the end of every document's ids.
+        tokens = np.insert(np.concatenate(encoded), np.cumsum(lengths), self.tokenizer.eos_id)
+        tokens = tokens.astype(self.tokenizer.dtype, copy=False)
+        name = FileSystems.join(self.staging, piece_name(split, key))
+        _write(name + ".bin", tokens.tobytes())
+        picked = batch.select(["id", "domain", "source", "corpus"]).take(pa.array(rows))
+        columns = {
+            "split": pa.array([split] * len(rows), pa.string()), "n_tokens": pa.array(sizes),
+            "shard": pa.nulls(len(rows), pa.string()), "offset": pa.array(offsets[:-1]),
+        }
+        table = pa.Table.from_batches([picked])
+        for column, values in columns.items():
+            table = table.append_column(column, values)
+        table = table.cast(DOCUMENTS_SCHEMA)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="none")  # staged for one read; speed over size
+        _write(name + ".parquet", buffer.getvalue())
+        counts = {f"by_{column}": _sums(picked.column(column), sizes) for column in ("domain", "source", "corpus")}
+        return {"split": split, "key": key, "documents": len(rows), "tokens": int(offsets[-1]), "counts": counts}
+
+
+def _group() -> dict:
+    return {"documents": 0, "tokens": 0}
+
+
+def _sums(names: pa.Array, sizes: np.ndarray) -> dict:
+    """``{name: {documents, tokens}}`` of one piece. (Not ``Table.group_by``: its ~2 ms a
+    call cost more than the encode of a piece.)"""
+    encoded = names.dictionary_encode()
+    indices = encoded.indices.to_numpy()
+    documents = np.bincount(indices, minlength=len(encoded.dictionary))
+    tokens = np.bincount(indices, weights=sizes, minlength=len(encoded.dictionary))
+    return {
+        name: {"documents": int(d), "tokens": int(t)}
+        for name, d, t in zip(encoded.dictionary.to_pylist(), documents, tokens)
+    }
+
+
+class TokenStatsFn(beam.CombineFn):
+    """Piece summaries into the manifest's counts (``by_domain``, ``by_source``,
+    ``by_corpus``, ``by_split``: ``{name: {documents, tokens}}``)."""
+
+    TABLES = ("by_domain", "by_source", "by_corpus", "by_split")
+
+    def create_accumulator(self):
+        return {table: Counter() for table in self.TABLES}
+
+    def add_input(self, acc, piece):
+        groups = {**piece["counts"], "by_split": {piece["split"]: piece}}
+        for table in self.TABLES:
+            for name, group in groups[table].items():
+                acc[table][(name, "documents")] += group["documents"]
+                acc[table][(name, "tokens")] += group["tokens"]
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            for table, counts in acc.items():
+                merged[table].update(counts)
+        return merged
+
+    def extract_output(self, acc):
+        result = {}
+        for table, counts in acc.items():
+            groups: dict[str, dict] = {}
+            for (name, field), n in counts.items():
+                groups.setdefault(name, _group())[field] = n
+            result[table] = dict(sorted(groups.items()))
+        return result
+
+
+def assign_shards(pieces: list[dict], tokens_per_shard: int) -> list[dict]:
+    """Pack each split's pieces, in (file, batch) order, into shards of about
+    ``tokens_per_shard`` tokens: a shard is closed once it reaches the target."""
+    plan = []
+    for split in SPLITS:
+        ordered = sorted((p for p in pieces if p["split"] == split), key=lambda p: tuple(p["key"]))
+        shards: list[list[dict]] = []
+        size = tokens_per_shard
+        for piece in ordered:
+            if size >= tokens_per_shard:
+                shards.append([])
+                size = 0
+            shards[-1].append(piece)
+            size += piece["tokens"]
+        for index, members in enumerate(shards):
+            plan.append({
+                "split": split, "path": shard_path(split, index, len(shards)),
+                "pieces": [piece_name(split, tuple(p["key"])) for p in members],
+            })
+    return plan
+
+
+class WriteShard(beam.DoFn):
+    """Concatenate a shard's pieces into its ``.bin`` and ``.idx.npy``; yields its summary
+    (with the piece offsets, so the driver can place each document)."""
+
+    def __init__(self, staging: str):
+        self.staging = staging
+
+    def process(self, shard: dict):
+        chunks, offsets, starts = [], [np.zeros(1, dtype=np.int64)], []
+        total = 0
+        for name in shard["pieces"]:
+            path = FileSystems.join(self.staging, name)
+            with FileSystems.open(path + ".bin") as f:
+                chunks.append(f.read())
+            with FileSystems.open(path + ".parquet") as f:
+                sizes = pq.read_table(io.BytesIO(f.read()), columns=["n_tokens"]).column("n_tokens").to_numpy()
+            starts.append(total)
+            offsets.append(total + np.cumsum(sizes))
+            total += int(sizes.sum())
+        data = b"".join(chunks)
+        index = np.concatenate(offsets)
+        buffer = io.BytesIO()
+        np.save(buffer, index, allow_pickle=False)
+        index_bytes = buffer.getvalue()
+        _write(FileSystems.join(self.staging, shard["path"]), data)
+        _write(FileSystems.join(self.staging, index_path(shard["path"])), index_bytes)
+        progress.count("shards")
+        yield {
+            "split": shard["split"], "path": shard["path"], "index_path": index_path(shard["path"]),
+            "documents": len(index) - 1, "tokens": total, "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(), "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
+            "pieces": shard["pieces"], "piece_starts": starts,
+        }
+
+
+def _write(path: str, data: bytes) -> None:
+    with FileSystems.create(path) as out:
+        out.write(data)
+
+
+def _write_json(value, path: str) -> None:
+    _write(path, json.dumps(value, sort_keys=True).encode())
+
+
+def _read_json(path: str):
+    with FileSystems.open(path) as f:
+        return json.loads(f.read())
+
+
+def build_pipeline(p: beam.Pipeline, files: list[str], bundle: str, config: TokenizeConfig, staging: str) -> None:
+    """Add the tokenize job to ``p``; its results land in ``staging`` as JSON."""
+    encoded = (
+        p
+        | "Files" >> beam.Create(list(enumerate(files)))
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "Encode" >> beam.ParDo(EncodeFile(bundle, config, staging)).with_outputs(INVALID, main="pieces")
+    )
+    pieces = encoded.pieces
+    stats = pieces | "Stats" >> beam.CombineGlobally(TokenStatsFn())
+    shards = (
+        pieces
+        | "Summaries" >> beam.Map(lambda piece: {k: v for k, v in piece.items() if k != "counts"})
+        | "PieceList" >> beam.combiners.ToList()
+        | "AssignShards" >> beam.FlatMap(assign_shards, config.tokens_per_shard)
+        | "SpreadShards" >> beam.Reshuffle()
+        | "WriteShards" >> beam.ParDo(WriteShard(staging))
+    )
+    stats | "WriteStats" >> beam.Map(_write_json, FileSystems.join(staging, "stats.json"))
+    (
+        shards
+        | "ShardList" >> beam.combiners.ToList()
+        | "WriteShardList" >> beam.Map(_write_json, FileSystems.join(staging, "shards.json"))
+    )
+    (
+        encoded[INVALID]
+        | "InvalidList" >> beam.combiners.ToList()
+        | "WriteInvalid" >> beam.Map(_write_json, FileSystems.join(staging, "invalid.json"))
+    )
+
+
+def _documents_table(staging: str, shards: list[dict]) -> pa.Table:
+    """Every piece's document rows with their shard and offset in it, sorted by id."""
+    parts = []
+    for shard in shards:
+        for name, start in zip(shard["pieces"], shard["piece_starts"]):
+            with FileSystems.open(FileSystems.join(staging, name + ".parquet")) as f:
+                part = pq.read_table(io.BytesIO(f.read()))
+            part = part.set_column(part.schema.get_field_index("shard"), "shard",
+                                   pa.array([shard["path"]] * part.num_rows, pa.string()))
+            offset = part.schema.get_field_index("offset")
+            part = part.set_column(offset, "offset", pc.add(part.column("offset"), start))
+            parts.append(part)
+    table = pa.concat_tables(parts) if parts else DOCUMENTS_SCHEMA.empty_table()
+    return table.sort_by("id")
+
+
+def repeated_ids(documents: pa.Table) -> list[str]:
+    """Ids that occur more than once in the id-sorted document table."""
+    ids = documents.column("id")
+    if ids.length() < 2:
+        return []
+    same = pc.equal(ids.slice(1), ids.slice(0, ids.length() - 1))
+    return sorted(set(ids.slice(1).filter(same).to_pylist()))
+
+
+def _grouped(table: pa.Table, column: str) -> dict:
+    rows = table.group_by(column).aggregate([("n_tokens", "sum"), ("n_tokens", "count")]).to_pylist()
+    return {
+        r[column]: {"documents": r["n_tokens_count"], "tokens": r["n_tokens_sum"]}
+        for r in sorted(rows, key=lambda r: r[column])
+    }
+
+
+def check_counts(stats: dict, shards: list[dict], documents: pa.Table, clean_stats: list[dict]) -> None:
+    """Raise :class:`TokenizeError` unless every count agrees (see the module docstring)."""
+    problems = []
+    for split in SPLITS:
+        expected = stats["by_split"].get(split, _group())
+        written = {
+            "documents": sum(s["documents"] for s in shards if s["split"] == split),
+            "tokens": sum(s["tokens"] for s in shards if s["split"] == split),
+        }
+        if written != expected:
+            problems.append(f"{split}: shards hold {written}, the encoder counted {expected}")
+    for column in ("domain", "source", "corpus", "split"):
+        table = f"by_{column}"
+        found = _grouped(documents, column)
+        if found != stats[table]:
+            problems.append(f"{table}: documents.parquet gives {found}, the encoder counted {stats[table]}")
+    if clean_stats:
+        kept = sum(s["kept"] for s in clean_stats)
+        if kept != documents.num_rows:
+            problems.append(f"the inputs' stats.json list {kept} kept documents, {documents.num_rows} were tokenized")
+    if problems:
+        raise TokenizeError("token accounting failed: " + "; ".join(problems))
+
+
+def _clean_stats(inputs: list[str]) -> list[dict]:
+    """The ``stats.json`` of each input that is a whole clean output, or [] if any is not."""
+    found = []
+    for path in inputs:
+        stats = FileSystems.join(path, "stats.json")
+        if not FileSystems.exists(stats):
+            return []
+        found.append(_read_json(stats))
+    return found
+
+
+def _commit(output_dir: str, staging: str, documents: pa.Table, manifest: dict) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(documents, buffer, compression="zstd")
+    _write(FileSystems.join(staging, DOCUMENTS_FILE), buffer.getvalue())
+    for split in SPLITS:
+        _remove_tree(FileSystems.join(output_dir, split))
+    for shard in manifest["shards"]:
+        for key in ("path", "index_path"):
+            target = FileSystems.join(output_dir, shard[key])
+            if "://" not in target:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+            FileSystems.rename([FileSystems.join(staging, shard[key])], [target])
+    target = FileSystems.join(output_dir, DOCUMENTS_FILE)
+    if FileSystems.exists(target):
+        FileSystems.delete([target])
+    FileSystems.rename([FileSystems.join(staging, DOCUMENTS_FILE)], [target])
+    _write_json_pretty(manifest, FileSystems.join(staging, MANIFEST_FILE))
+    FileSystems.rename([FileSystems.join(staging, MANIFEST_FILE)], [FileSystems.join(output_dir, MANIFEST_FILE)])
+    _remove_tree(staging)
+
+
+def _write_json_pretty(value, path: str) -> None:
+    _write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def run_tokenize(
+    inputs: list[str],
+    bundle: str,
+    output_dir: str,
+    config: TokenizeConfig | None = None,
+    beam_args: list[str] | None = None,
+    show_progress: bool = True,
+) -> dict:
+    """Encode every kept document of ``inputs`` with the frozen ``bundle``; returns the
+    manifest written to ``output_dir/manifest.json``. Raises :class:`TokenizeError`
+    (committing nothing) on invalid input or counts that disagree, and
+    :class:`~tokenizer.kept.KeptError` / :class:`~tokenizer.bundle.BundleError` before
+    starting when an input or the bundle is unusable."""
+    import importlib.metadata
+    from datetime import UTC, datetime
+
+    from pipelines.clean import pipeline_options
+    from tokenizer.bundle import load_tokenizer
+    from tokenizer.kept import check_schema, describe_inputs, kept_files
+
+    config = config or TokenizeConfig()
+    tokenizer = load_tokenizer(bundle, opener=FileSystems.open)
+    groups = kept_files(inputs)
+    files = [f for group in groups for f in group]
+    for path in files:
+        check_schema(path)
+    if len(set(files)) != len(files):
+        repeated = sorted(f for f, n in Counter(files).items() if n > 1)
+        raise TokenizeError(f"{repeated[0]} is given more than once; every kept file must be read once")
+
+    manifest_path = FileSystems.join(output_dir, MANIFEST_FILE)
+    if FileSystems.exists(manifest_path):
+        FileSystems.delete([manifest_path])
+    staging = FileSystems.join(output_dir, STAGING)
+    _remove_tree(staging)
+    options, runner = pipeline_options(beam_args)
+    started = time.monotonic()
+    with progress.ProgressReporter("tokenize", PROGRESS_STEPS) if show_progress else contextlib.nullcontext():
+        with beam.Pipeline(runner=runner, options=options) as p:
+            build_pipeline(p, files, bundle, config, staging)
+    invalid = _read_json(FileSystems.join(staging, "invalid.json"))
+    if invalid:
+        _remove_tree(staging)
+        more = f" (and {len(invalid) - 1} more problems)" if len(invalid) > 1 else ""
+        raise TokenizeError(f"{sorted(invalid)[0]}{more}")
+    stats = _read_json(FileSystems.join(staging, "stats.json"))
+    shards = sorted(_read_json(FileSystems.join(staging, "shards.json")), key=lambda s: s["path"])
+    documents = _documents_table(staging, shards)
+    try:
+        repeated = repeated_ids(documents)
+        if repeated:
+            more = f" (and {len(repeated) - 1} more ids)" if len(repeated) > 1 else ""
+            raise TokenizeError(
+                f"document id {repeated[0]!r} appears more than once in the inputs{more}; ids must be unique"
+            )
+        check_counts(stats, shards, documents, _clean_stats(inputs))
+    except TokenizeError:
+        _remove_tree(staging)
+        raise
+    for shard in shards:
+        del shard["pieces"], shard["piece_starts"]
+    by_split = stats["by_split"]
+    manifest = {
+        "tokenizer": bundle,
+        "tokenizer_sha256": tokenizer.sha256,
+        "vocab_size": tokenizer.vocab_size,
+        "dtype": tokenizer.dtype.name,
+        "eos_id": tokenizer.eos_id,
+        "val_fraction": config.val_fraction,
+        "split_salt": config.split_salt,
+        "train_tokens": by_split.get("train", _group())["tokens"],
+        "val_tokens": by_split.get("val", _group())["tokens"],
+        "train_documents": by_split.get("train", _group())["documents"],
+        "val_documents": by_split.get("val", _group())["documents"],
+        "unique_documents": documents.num_rows,
+        "by_domain": stats["by_domain"],
+        "by_source": stats["by_source"],
+        "by_corpus": stats["by_corpus"],
+        "shards": shards,
+        "inputs": describe_inputs(inputs, groups),
+        "config": config.model_dump(),
+        "seconds": round(time.monotonic() - started, 2),
+        "dapt_version": importlib.metadata.version("dapt"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _commit(output_dir, staging, documents, manifest)
+    return manifest

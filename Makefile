@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 DEMO_OUT ?= out/demo
 
-.PHONY: install demo test test-fast bench bench-train bench-datatrove clean-demo
+.PHONY: install demo test test-fast bench bench-tokenizer bench-train bench-datatrove clean-demo
 
 # Re-installs only when pyproject.toml changed; pip finds torch's CPU build and the
 # registry packages through the machine's pip config (see ../shared/STACK.md).
@@ -17,11 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --compile -e '.[test]'
 	touch $(STAMP)
 
-# The stages built so far: clean both samples, then plan a model for a small CPU budget.
+# The stages built so far, on both samples: clean, train a fresh tokenizer (a bundle is
+# never overwritten), tokenize, validate with token statistics, plan from the tokens.
 demo: install
 	$(BIN)/dapt corpus clean --config examples/corpora.yaml --output $(DEMO_OUT)/clean
-	$(BIN)/dapt validate $(DEMO_OUT)/clean --config examples/corpora.yaml
-	$(BIN)/dapt plan --flops 1e17 --unique-tokens 6e6 --vocab-size 8000 --seq-len 256
+	rm -rf $(DEMO_OUT)/tokenizer
+	$(BIN)/dapt tokenizer train $(DEMO_OUT)/clean --vocab-size 8000 --output $(DEMO_OUT)/tokenizer
+	$(BIN)/dapt tokenize $(DEMO_OUT)/clean --tokenizer $(DEMO_OUT)/tokenizer --output $(DEMO_OUT)/tokens
+	$(BIN)/dapt validate $(DEMO_OUT)/clean --tokens $(DEMO_OUT)/tokens --config examples/corpora.yaml
+	$(BIN)/dapt plan --flops 1e17 --tokens-manifest $(DEMO_OUT)/tokens/manifest.json --seq-len 256
 
 test: install
 	$(BIN)/python -m pytest -q tests
@@ -32,6 +36,9 @@ test-fast: install
 bench: install
 	$(BIN)/python tests/benchmarks/bench_corpus.py
 	$(BIN)/python tests/benchmarks/bench_validate.py
+
+bench-tokenizer: install
+	$(BIN)/python tests/benchmarks/bench_tokenizer.py
 
 bench-train: install
 	$(BIN)/python tests/benchmarks/bench_train.py

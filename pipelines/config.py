@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pretrain.planner import PlanConfig
+from tokenizer.config import TokenizeConfig, TokenizerConfig
 from validation.config import ValidateConfig
 
 
@@ -139,11 +140,11 @@ class CleanConfig(_Strict):
             "language": self.language.model_dump(),
         }
         for layer in (BUILTIN_PROFILES.get(domain, {}), self.domains.get(domain, {})):
-            merged = _deep_merge(merged, layer)
+            merged = deep_merge(merged, layer)
         try:
             return DomainProfile.model_validate(merged)
         except ValidationError as err:
-            raise ValueError(_describe(err, prefix=f"domains.{domain}")) from None
+            raise ValueError(describe_errors(err, prefix=f"domains.{domain}")) from None
 
 
 class PipelineConfig(_Strict):
@@ -153,6 +154,8 @@ class PipelineConfig(_Strict):
     corpora: list[CorpusConfig] = Field(min_length=1)
     clean: CleanConfig = CleanConfig()
     validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
     plan: PlanConfig | None = None
 
     @model_validator(mode="after")
@@ -164,17 +167,17 @@ class PipelineConfig(_Strict):
         return self
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-def _describe(err: ValidationError, prefix: str = "") -> str:
+def describe_errors(err: ValidationError, prefix: str = "") -> str:
     lines = []
     for problem in err.errors():
         where = prefix
@@ -196,7 +199,7 @@ def parse_config(data: Any, source: str = "config") -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError("\n".join(f"{source}: {line}" for line in _describe(err).splitlines())) from None
+        raise ConfigError("\n".join(f"{source}: {line}" for line in describe_errors(err).splitlines())) from None
 
 
 def load_config(path: str | Path) -> PipelineConfig:

@@ -141,9 +141,9 @@ def prepare(output_dir: str) -> str:
     stats = FileSystems.join(output_dir, STATS_FILE)
     if FileSystems.exists(stats):
         FileSystems.delete([stats])
-    _remove_tree(FileSystems.join(output_dir, "validation"))
+    remove_tree(FileSystems.join(output_dir, "validation"))
     staging = FileSystems.join(output_dir, STAGING)
-    _remove_tree(staging)
+    remove_tree(staging)
     return staging
 
 
@@ -158,7 +158,7 @@ def commit(output_dir: str, stats: dict, rows_per_shard: int, compression: str) 
                 write_shard(staging, kind, index, shards, [], compression)
     for kind in KINDS:
         target = FileSystems.join(output_dir, kind)
-        _remove_tree(target)
+        remove_tree(target)
         sources = _list(FileSystems.join(staging, kind))
         if "://" not in target:
             os.makedirs(target, exist_ok=True)
@@ -167,7 +167,7 @@ def commit(output_dir: str, stats: dict, rows_per_shard: int, compression: str) 
     with FileSystems.create(tmp) as out:
         out.write((json.dumps(stats, indent=2, sort_keys=True) + "\n").encode())
     FileSystems.rename([tmp], [FileSystems.join(output_dir, STATS_FILE)])
-    _remove_tree(staging)
+    remove_tree(staging)
 
 
 def _list(directory: str) -> list[str]:
@@ -178,7 +178,7 @@ def _list(directory: str) -> list[str]:
     return sorted(m.path for m in found)
 
 
-def _remove_tree(path: str) -> None:
+def remove_tree(path: str) -> None:
     if "://" not in path:
         shutil.rmtree(path, ignore_errors=True)
     elif FileSystems.exists(path):

@@ -78,7 +78,7 @@ import xxhash
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import progress
-from pipelines.output import STAGING, _remove_tree
+from pipelines.output import STAGING, remove_tree
 from tokenizer.config import TokenizeConfig
 
 SPLITS = ("train", "val")
@@ -431,7 +431,7 @@ def _commit(output_dir: str, staging: str, documents: pa.Table, manifest: dict) 
     pq.write_table(documents, buffer, compression="zstd")
     _write(FileSystems.join(staging, DOCUMENTS_FILE), buffer.getvalue())
     for split in SPLITS:
-        _remove_tree(FileSystems.join(output_dir, split))
+        remove_tree(FileSystems.join(output_dir, split))
     for shard in manifest["shards"]:
         for key in ("path", "index_path"):
             target = FileSystems.join(output_dir, shard[key])
@@ -444,7 +444,7 @@ def _commit(output_dir: str, staging: str, documents: pa.Table, manifest: dict) 
     FileSystems.rename([FileSystems.join(staging, DOCUMENTS_FILE)], [target])
     _write_json_pretty(manifest, FileSystems.join(staging, MANIFEST_FILE))
     FileSystems.rename([FileSystems.join(staging, MANIFEST_FILE)], [FileSystems.join(output_dir, MANIFEST_FILE)])
-    _remove_tree(staging)
+    remove_tree(staging)
 
 
 def _write_json_pretty(value, path: str) -> None:
@@ -485,7 +485,7 @@ def run_tokenize(
     if FileSystems.exists(manifest_path):
         FileSystems.delete([manifest_path])
     staging = FileSystems.join(output_dir, STAGING)
-    _remove_tree(staging)
+    remove_tree(staging)
     options, runner = pipeline_options(beam_args)
     started = time.monotonic()
     with progress.ProgressReporter("tokenize", PROGRESS_STEPS) if show_progress else contextlib.nullcontext():
@@ -493,7 +493,7 @@ def run_tokenize(
             build_pipeline(p, files, bundle, config, staging)
     invalid = _read_json(FileSystems.join(staging, "invalid.json"))
     if invalid:
-        _remove_tree(staging)
+        remove_tree(staging)
         more = f" (and {len(invalid) - 1} more problems)" if len(invalid) > 1 else ""
         raise TokenizeError(f"{sorted(invalid)[0]}{more}")
     stats = _read_json(FileSystems.join(staging, "stats.json"))
@@ -508,7 +508,7 @@ def run_tokenize(
             )
         check_counts(stats, shards, documents, _clean_stats(inputs))
     except TokenizeError:
-        _remove_tree(staging)
+        remove_tree(staging)
         raise
     for shard in shards:
         del shard["pieces"], shard["piece_starts"]

@@ -113,12 +113,12 @@ class TrainError(Exception):
 
 
 def parse_config(data: dict) -> TrainConfig:
-    from pipelines.config import _describe
+    from pipelines.config import describe_errors
 
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as err:
-        raise TrainError(_describe(err).replace("\n", "; ")) from None
+        raise TrainError(describe_errors(err).replace("\n", "; ")) from None
 
 
 def resolve_shape(config: TrainConfig, vocab_size: int):

@@ -118,7 +118,7 @@ class TokenizerConfigError(ValueError):
 
 def parse_section(model: type[_Strict], data: Any, source: str) -> _Strict:
     """Validate one section; errors name the key (``tokenizer.vocab_sise: unknown key``)."""
-    from pipelines.config import _describe
+    from pipelines.config import describe_errors
 
     if data is None:
         data = {}
@@ -129,7 +129,7 @@ def parse_section(model: type[_Strict], data: Any, source: str) -> _Strict:
     except ValidationError as err:
         lines = [
             f"{source}: {line[len('<top>: '):]}" if line.startswith("<top>: ") else f"{source}.{line}"
-            for line in _describe(err).splitlines()
+            for line in describe_errors(err).splitlines()
         ]
         raise TokenizerConfigError("\n".join(lines)) from None
 

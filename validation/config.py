@@ -219,7 +219,7 @@ class ValidateConfig(_Strict):
 
     def for_corpus(self, corpus: str | None, domain: str | None) -> CorpusChecks:
         """Effective settings: section < built-in domain < ``domains`` < ``corpora``."""
-        from pipelines.config import _deep_merge, _describe  # lazy: see the module docstring
+        from pipelines.config import deep_merge, describe_errors  # lazy: see the module docstring
 
         merged = self.model_dump(include={"text_length", "language", "drops", "tokens", "severity"})
         layers = [(BUILTIN_DOMAIN_CHECKS.get(domain, {}), "")]
@@ -229,12 +229,12 @@ class ValidateConfig(_Strict):
             layers.append((self.corpora.get(corpus, {}), f"corpora.{corpus}"))
         where = ""
         for layer, name in layers:
-            merged = _deep_merge(merged, layer)
+            merged = deep_merge(merged, layer)
             where = name or where
             try:
                 CorpusChecks.model_validate(merged)
             except ValidationError as err:
-                raise ValueError(_describe(err, prefix=where)) from None
+                raise ValueError(describe_errors(err, prefix=where)) from None
         return CorpusChecks.model_validate(merged)
 
     def for_domain(self, domain: str) -> CorpusChecks:
@@ -244,7 +244,7 @@ class ValidateConfig(_Strict):
 def parse_validate_section(data: Any, source: str = "config") -> ValidateConfig:
     """The ``validate:`` mapping as a :class:`ValidateConfig`; problems are
     :class:`~pipelines.config.ConfigError` lines naming the key."""
-    from pipelines.config import ConfigError, _describe
+    from pipelines.config import ConfigError, describe_errors
 
     if data is None:
         data = {}
@@ -254,7 +254,7 @@ def parse_validate_section(data: Any, source: str = "config") -> ValidateConfig:
         return ValidateConfig.model_validate(data)
     except ValidationError as err:
         # Errors raised by the model validator arrive as "validate: domains.x...: ...".
-        lines = _describe(err, prefix="validate").splitlines()
+        lines = describe_errors(err, prefix="validate").splitlines()
         lines = [f"{source}: {line.replace('validate: ', 'validate.', 1)}" for line in lines]
         raise ConfigError("\n".join(lines)) from None
 

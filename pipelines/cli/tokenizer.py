@@ -15,7 +15,7 @@ examples:
   dapt tokenizer train out/clean --vocab-size 32000 --output bundles/dapt-32k-v1
   dapt tokenizer verify bundles/dapt-32k-v1
   dapt tokenizer export bundles/dapt-32k-v1 --format hf --output hf/dapt-32k-v1
-  dapt tokenizer report bundles/dapt-32k-v1 --eval heldout/kept --general out/general
+  dapt tokenizer report bundles/dapt-8k-v1 --eval heldout/kept --general out/general
 """
 
 TRAIN_EPILOG = """\
@@ -40,8 +40,9 @@ Every option is documented in tokenizer/config.py; all are recorded in BUNDLE/ma
 REPORT_EPILOG = """\
 examples:
   # the general tokenizer is trained now, with the bundle's options, on cleaned general text
+  # (the shared general sample supports at most ~21k pieces: compare at 8k, or bring more text)
   dapt corpus clean ../shared/corpora/general/sample.jsonl.gz --domain general --output out/general
-  dapt tokenizer report bundles/dapt-32k-v1 --eval heldout/finance/kept --eval heldout/medical/kept \\
+  dapt tokenizer report bundles/dapt-8k-v1 --eval heldout/finance/kept --eval heldout/medical/kept \\
       --general out/general
 
   # or against a general bundle trained before (same vocabulary size)

@@ -36,28 +36,39 @@ def medical_docs() -> list[dict]:
     return read_jsonl_gz(MEDICAL)
 
 
+def clean_subset(root: Path, subsets) -> Path:
+    """Run the real cleaning job on ``(name, path, limit, keep)`` subsets of the samples,
+    each its own corpus and domain; returns the output folder."""
+    from pipelines.clean import run_clean
+    from pipelines.config import parse_config
+
+    corpora = []
+    for name, path, limit, keep in subsets:
+        docs = [d for d in read_jsonl_gz(path, limit) if keep(d)]
+        subset = root / f"{name}.jsonl.gz"
+        subset.write_bytes(gzip.compress("\n".join(json.dumps(d, ensure_ascii=False) for d in docs).encode(), mtime=0))
+        corpora.append({"name": name, "path": str(subset), "format": "jsonl.gz", "domain": name,
+                        "id_field": "id", "title_field": "title"})
+    out = root / "clean"
+    run_clean(parse_config({"corpora": corpora}), str(out), show_progress=False)
+    return out
+
+
+def _any(doc: dict) -> bool:
+    return True
+
+
 @pytest.fixture(scope="session")
 def clean_subset_for_tokenizer(tmp_path_factory) -> Path:
     """One real cleaning run for the tokenizer tests: the first 2,000 documents of finance
     and of medical, and the general documents under 300k characters (all speeches and 6
     books; the larger books cost most of the cleaning time and the web profile drops
     most of them anyway), each corpus its own domain. Returns the output folder."""
-    from pipelines.clean import run_clean
-    from pipelines.config import parse_config
-
-    root = tmp_path_factory.mktemp("clean-subset-for-tokenizer")
-    corpora = []
-    for name, path, limit in (("finance", FINANCE, 2000), ("medical", MEDICAL, 2000),
-                              ("general", CORPORA / "general" / "sample.jsonl.gz", None)):
-        docs = [d for d in read_jsonl_gz(path, limit) if name != "general" or len(d["text"]) < 300_000]
-        subset = root / f"{name}.jsonl.gz"
-        lines = "\n".join(json.dumps(d, ensure_ascii=False) for d in docs)
-        subset.write_bytes(gzip.compress(lines.encode(), mtime=0))
-        corpora.append({"name": name, "path": str(subset), "format": "jsonl.gz", "domain": name,
-                        "id_field": "id", "title_field": "title"})
-    out = root / "clean"
-    run_clean(parse_config({"corpora": corpora}), str(out), show_progress=False)
-    return out
+    return clean_subset(tmp_path_factory.mktemp("clean-subset-for-tokenizer"), [
+        ("finance", FINANCE, 2000, _any),
+        ("medical", MEDICAL, 2000, _any),
+        ("general", CORPORA / "general" / "sample.jsonl.gz", None, lambda d: len(d["text"]) < 300_000),
+    ])
 
 
 @pytest.fixture(scope="session")
@@ -73,17 +84,7 @@ def clean_subset_for_validation(tmp_path_factory) -> Path:
     """One real cleaning run for the validation tests: the first 1,000 documents of
     finance and of medical. Returns the output folder; tests copy it before planting
     defects."""
-    from pipelines.clean import run_clean
-    from pipelines.config import parse_config
-
-    root = tmp_path_factory.mktemp("clean-subset-for-validation")
-    corpora = []
-    for name, path in (("finance", FINANCE), ("medical", MEDICAL)):
-        subset = root / f"{name}.jsonl.gz"
-        lines = "\n".join(json.dumps(d, ensure_ascii=False) for d in read_jsonl_gz(path, 1000))
-        subset.write_bytes(gzip.compress(lines.encode(), mtime=0))
-        corpora.append({"name": name, "path": str(subset), "format": "jsonl.gz", "domain": name,
-                        "id_field": "id", "title_field": "title"})
-    out = root / "clean"
-    run_clean(parse_config({"corpora": corpora}), str(out), show_progress=False)
-    return out
+    return clean_subset(tmp_path_factory.mktemp("clean-subset-for-validation"), [
+        ("finance", FINANCE, 1000, _any),
+        ("medical", MEDICAL, 1000, _any),
+    ])

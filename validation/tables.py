@@ -27,20 +27,15 @@ import pyarrow.parquet as pq
 
 from pipelines.output import STATS_FILE, read_table
 from pipelines.steps.markup import LEFTOVER_MARKUP
+from pipelines.tokenize import DOCUMENTS_FILE, DOCUMENTS_SCHEMA, MANIFEST_FILE
 from validation.config import DropChecks
 
-TOKENS_DOCUMENTS = "documents.parquet"
-TOKENS_MANIFEST = "manifest.json"
-#: ``documents.parquet`` columns and types, as agreed with the tokenizer stage.
+TOKENS_DOCUMENTS = DOCUMENTS_FILE
+TOKENS_MANIFEST = MANIFEST_FILE
+#: The ``documents.parquet`` columns the token checks read (the tokenizer stage's own
+#: schema, less its shard pointers).
 TOKENS_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("domain", pa.string()),
-        ("source", pa.string()),
-        ("corpus", pa.string()),
-        ("split", pa.string()),
-        ("n_tokens", pa.int64()),
-    ]
+    [DOCUMENTS_SCHEMA.field(name) for name in ("id", "domain", "source", "corpus", "split", "n_tokens")]
 )
 SPLITS = ("train", "val")
 

@@ -153,7 +153,8 @@ def validate(
     """
     config = config or ValidateConfig()
     profile = functools.cache((clean or CleanConfig()).profile)
-    report_dir = report_dir or os.path.join(directory, REPORT_DIR)
+    # Absolute: GE's Data Docs store refuses a relative base directory.
+    report_dir = os.path.abspath(report_dir or os.path.join(directory, REPORT_DIR))
     started = time.monotonic()
     timings: dict[str, float] = {}
     # A run that stops half-way must not leave the previous verdict looking current.

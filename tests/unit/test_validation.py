@@ -445,3 +445,16 @@ def test_cli_exit_codes(clean_subset_for_validation, tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"dapt validate: {bad}: validate.drops.min_kept_fraction: Input should be less than or equal to 1 (got 2)\n"
     )
+
+
+def test_relative_output_dir_builds_data_docs(clean_subset_for_validation, tmp_path, monkeypatch):
+    # `make demo` passes a relative folder; GE's site store needs an absolute one.
+    import shutil
+
+    from validation.gate import validate
+
+    shutil.copytree(clean_subset_for_validation, tmp_path / "clean")
+    monkeypatch.chdir(tmp_path)
+    report = validate("clean")
+    assert report.success
+    assert (tmp_path / "clean" / "validation" / "data-docs" / "index.html").exists()

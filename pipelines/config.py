@@ -147,6 +147,27 @@ class CleanConfig(_Strict):
             raise ValueError(describe_errors(err, prefix=f"domains.{domain}")) from None
 
 
+class RunConfig(_Strict):
+    """Settings of ``dapt run`` itself (flags override them)."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="default: the YAML's file name")
+    workdir: str | None = Field(None, description="stage outputs, dedup index, lock; default out/<name>")
+    tracking_uri: str | None = Field(None, description="default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+    experiment: str = "dapt"
+    nproc_per_node: int = Field(1, ge=1, description="training processes (torchrun when > 1)")
+
+
+class RegisterConfig(_Strict):
+    """The ``register`` stage: the trained model into the MLflow Model Registry."""
+
+    name: str = "dapt"
+    alias: str = "candidate"
+
+
+#: Keys of ``train:`` that ``dapt run`` sets from the other stages.
+FLOW_TRAIN_KEYS = ("tokens", "tokenizer", "output", "plan", "mlflow_run_id", "tracking_uri", "experiment", "register_as")
+
+
 class PipelineConfig(_Strict):
     # `validate` is the YAML key; the attribute may not shadow BaseModel.validate.
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -157,6 +178,32 @@ class PipelineConfig(_Strict):
     tokenizer: TokenizerConfig = TokenizerConfig()
     tokenize: TokenizeConfig = TokenizeConfig()
     plan: PlanConfig | None = None
+    train: dict[str, Any] = Field(default_factory=dict, description="pretrain.train.TrainConfig keys, less the paths")
+    # `register` is the YAML key; the attribute may not shadow ABCMeta.register.
+    registration: RegisterConfig = Field(RegisterConfig(), alias="register")
+    run: RunConfig = RunConfig()
+
+    def train_config(self, **paths: Any):
+        """The :class:`~pretrain.train.TrainConfig` of the ``train:`` section with the
+        paths (and run ids) that ``dapt run`` supplies; the model shape comes from the
+        plan unless the section gives ``model:``."""
+        from pretrain.train import TrainConfig
+
+        data = {**self.train, **paths}
+        if "model" in self.train:
+            data.pop("plan", None)
+        return TrainConfig.model_validate(data)
+
+    @model_validator(mode="after")
+    def _train_section_valid(self) -> PipelineConfig:
+        taken = sorted(set(self.train) & set(FLOW_TRAIN_KEYS))
+        if taken:
+            raise ValueError(f"train: {', '.join(taken)} are set by dapt run from the other stages; remove them")
+        try:
+            self.train_config(tokens="-", tokenizer="-", output="-", plan="-")
+        except ValidationError as err:
+            raise ValueError(describe_errors(err, prefix="train").replace("\n", "; ")) from None
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> PipelineConfig:
@@ -189,17 +236,31 @@ def describe_errors(err: ValidationError, prefix: str = "") -> str:
             message = re.sub(r"^Value error, ", "", problem["msg"])
         value = problem.get("input")
         shown = "" if problem["type"] in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"{where or '<top>'}: {message}{shown}")
+        # A model-level message already names its keys ("train.lr: ...").
+        lines.append(f"{where}: {message}{shown}" if where else f"{message}{shown}")
     return "\n".join(lines)
 
 
 def parse_config(data: Any, source: str = "config") -> PipelineConfig:
+    """Validate a pipeline config. A corpus given as ``{registered: NAME}`` is read from
+    the corpus registry (``dapt corpus add``; ``DAPT_REGISTRY`` names its file)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    if isinstance(data.get("corpora"), list) and any(_registered(c) for c in data["corpora"]):
+        from pipelines.registry import Registry
+
+        registry = Registry()
+        data = {**data, "corpora": [
+            registry.corpus_config(c["registered"]).model_dump() if _registered(c) else c for c in data["corpora"]
+        ]}
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError("\n".join(f"{source}: {line}" for line in describe_errors(err).splitlines())) from None
+
+
+def _registered(corpus: Any) -> bool:
+    return isinstance(corpus, dict) and set(corpus) == {"registered"}
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -214,13 +275,14 @@ def load_config(path: str | Path) -> PipelineConfig:
     if isinstance(data, dict) and isinstance(data.get("corpora"), list):
         for corpus in data["corpora"]:
             if isinstance(corpus, dict) and "path" in corpus:
-                corpus["path"] = _resolve(corpus["path"], path.parent)
+                corpus["path"] = resolve_paths(corpus["path"], path.parent)
     return parse_config(data, source=str(path))
 
 
-def _resolve(value: Any, base: Path) -> Any:
+def resolve_paths(value: Any, base: Path) -> Any:
+    """Local paths (one or a list) made absolute against ``base``; URIs left alone."""
     if isinstance(value, list):
-        return [_resolve(v, base) for v in value]
+        return [resolve_paths(v, base) for v in value]
     if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
         return str((base / value).resolve())
     return value

@@ -86,7 +86,7 @@ def read_clean_output(directory: str) -> CleanOutput:
     stats = _read_json(stats_path)
     kept_table = _read_kind(directory, "kept")
     kept = kept_table.to_pandas()
-    rejected = _read_kind(directory, "rejected", ["corpus", "domain", "reason"]).to_pandas()
+    rejected = _read_kind(directory, "rejected", ["corpus", "domain", "reason", "reason_detail"]).to_pandas()
     quarantine = _read_kind(directory, "quarantine", ["corpus", "domain"]).to_pandas()
     texts = texts_of(kept)
     kept["text_length"] = pd.array([len(t) if t is not None else None for t in texts], dtype="Int64")
@@ -119,15 +119,25 @@ def drop_table(output: CleanOutput, corpus: str, drops: DropChecks) -> pd.DataFr
 
     Every bound is an upper bound (a kept fraction of at least k is a dropped fraction
     of at most 1 - k), so one expectation covers the whole table.
+
+    A document that an earlier delivery already kept (an exact duplicate whose detail
+    starts with :data:`~pipelines.dedup.KEPT_EARLIER`) was published then, not dropped
+    now: such re-deliveries are left out of the table, so a corpus re-delivered with a
+    few additions is judged on its new documents.
     """
+    from pipelines.dedup import KEPT_EARLIER
+
     kept = int((output.kept["corpus"] == corpus).sum()) if "corpus" in output.kept else 0
     rejected = output.rejected[output.rejected["corpus"] == corpus]
+    redelivered = (rejected["reason"] == "duplicate_exact") & rejected["reason_detail"].str.startswith(KEPT_EARLIER)
+    rejected = rejected[~redelivered]
     quarantined = int((output.quarantine["corpus"] == corpus).sum())
     total = kept + len(rejected) + quarantined
     rows = [
         ("dropped", total - kept, round(1 - drops.min_kept_fraction, 12)),
         ("quarantined", quarantined, drops.max_quarantined_fraction),
     ]
+
     for reason, count in sorted(rejected["reason"].value_counts().items()):
         rows.append((f"rejected:{reason}", int(count), drops.reason_bound(reason)))
     table = pd.DataFrame(rows, columns=["measure", "count", "max_fraction"])

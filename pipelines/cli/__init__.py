@@ -11,9 +11,9 @@ import argparse
 import os
 import sys
 
-from pipelines.cli import corpus, plan, tokenizer, train, validate
+from pipelines.cli import corpus, plan, run, runs, tokenizer, train, validate
 
-_COMMANDS = (corpus, plan, tokenizer, train, validate)
+_COMMANDS = (corpus, validate, tokenizer, plan, train, run, runs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +56,15 @@ def _quiet_library_logs() -> None:
     users of the CLI should see dapt's own progress and errors only."""
     import logging
 
+    import warnings
+
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    # MLflow configures its own INFO handler at import (database migrations, system-metric
+    # monitor chatter, registration notices) and draws download bars while logging a model.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Its advice on type hints and input examples for pyfunc models is not the user's to act on.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
 
 
 if __name__ == "__main__":

@@ -53,9 +53,11 @@ class FlowError(RuntimeError):
     """A run that cannot go on, as one message; ``exit_code`` 1 (a stage failed) or 2
     (the request cannot be met)."""
 
-    def __init__(self, message: str, exit_code: int = 1):
+    def __init__(self, message: str, exit_code: int = 1, record: StageRecord | None = None):
         super().__init__(message)
         self.exit_code = exit_code
+        #: What the failed stage measured, logged to its child run before it is marked failed.
+        self.record = record
 
 
 @dataclass
@@ -78,6 +80,9 @@ class FlowResult:
     metrics: dict
     tracking_uri: str
     corpora: dict[str, dict]
+    #: Which output each stage used (``dapt_key.<stage>``): tags, not params, so that a
+    #: comparison of two runs lists what changed in the data and model, not every hash.
+    tags: dict[str, str]
 
 
 @dataclass
@@ -148,6 +153,9 @@ class Flow:
         try:
             records = compute(run_id)
         except Exception as exc:
+            record = getattr(exc, "record", None)
+            if record is not None:
+                self.tracking.log(run_id, record.params, record.metrics)
             self.tracking.fail_stage(run_id, str(exc))
             raise
         self.records[name] = records
@@ -286,6 +294,14 @@ class Flow:
                             f"see {failed[0].output}/result.json")
         return records
 
+    @staticmethod
+    def validation_artifacts(record: StageRecord) -> list[tuple[Path, str]]:
+        from validation.gate import DATA_DOCS_DIR, RESULT_FILE
+
+        corpus = record.info["corpus"]
+        return [(Path(record.output) / RESULT_FILE, corpus),
+                (Path(record.output) / DATA_DOCS_DIR, f"{corpus}/{DATA_DOCS_DIR}")]
+
     def _validate_one(self, delivery: StageRecord, key: str, out: Path) -> StageRecord:
         from validation.gate import validate
 
@@ -295,13 +311,14 @@ class Flow:
         record = StageRecord(
             "validate", key, str(out),
             metrics={f"{corpus}.checks": len(report.results), f"{corpus}.blocking_failed": len(failed),
-                     f"{corpus}.warnings": len(report.warnings), "blocking_failed": len(failed)},
+                     f"{corpus}.warnings": len(report.warnings), f"{corpus}.passed": float(not failed),
+                     "blocking_failed": len(failed)},
             info={"corpus": corpus, "failed": failed, "warnings": sorted(r.describe() for r in report.warnings)},
         )
         if failed:
             # Not saved as done: a failed gate is re-checked on the next run.
             raise FlowError(f"validate {corpus}: blocking checks failed: {'; '.join(failed)} "
-                            f"(report {out}/result.json)")
+                            f"(report {out}/result.json)", record=record)
         return record
 
     # -- tokenizer and tokenize -----------------------------------------------------------
@@ -457,7 +474,7 @@ def run_flow(config: PipelineConfig, name: str, options: FlowOptions, tracking) 
     clean = flow.stage("clean", flow.clean, summary=flow.clean_summary)
     if not flow.past("validate"):
         flow.stage("validate", lambda mode: flow.validate(mode, clean),
-                   lambda rs: [(Path(r.output) / "result.json", r.info["corpus"]) for r in rs])
+                   lambda rs: [item for r in rs for item in flow.validation_artifacts(r)])
     if not flow.past("tokenizer"):
         bundle = flow.stage("tokenizer", lambda mode: flow.tokenizer(mode, clean),
                             lambda rs: [(Path(rs[0].output) / "manifest.json", "")])[0]
@@ -516,10 +533,9 @@ def _result(flow: Flow) -> FlowResult:
     if "register" in r:
         params["model_uri"] = r["register"][0].params["model_uri"]
         params["model_version"] = r["register"][0].params["model_version"]
-    for stage, records in r.items():
-        params[f"key.{stage}"] = ",".join(x.short for x in records)
     ran = [s for s in r if flow.selected(s)]
     metrics["stages.cached"] = sum(all(x.cached for x in r[s]) for s in ran)
     metrics["stages.run"] = len(ran) - metrics["stages.cached"]
     metrics = {k: v for k, v in metrics.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
-    return FlowResult(flow.tracking.parent_id, r, params, metrics, flow.o.tracking_uri, corpora)
+    tags = {f"dapt_key.{stage}": ",".join(x.short for x in records) for stage, records in r.items()}
+    return FlowResult(flow.tracking.parent_id, r, params, metrics, flow.o.tracking_uri, corpora, tags)

@@ -28,7 +28,8 @@ PIPELINE_TAG = "dapt_pipeline"
 PARENT_KEYS = """\
 params:  pipeline, corpora, corpus.<name>.digest, tokenizer.sha256, tokenizer.vocab_size,
          plan.params, plan.tokens, plan.epochs, plan.law, plan.n_layer, plan.d_model,
-         plan.n_head, plan.seq_len, key.<stage>
+         plan.n_head, plan.seq_len, plan.vocab_size, model_uri, model_version
+tags:    dapt_pipeline, dapt_kind=pipeline, dapt_key.<stage> (the stage outputs used)
 metrics: documents_in.<domain>, kept.<domain>, kept_ratio.<domain>, tokens.<domain>,
          tokenizer.fertility, tokenizer.fertility.<domain>, validate.blocking_failed,
          validate.warnings, train.best_val_loss, train.final_val_loss, train.tokens_per_s,
@@ -64,9 +65,7 @@ class PipelineTracking:
         self.work = work
         self.client = MlflowClient(uri)
         try:
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-                experiment, artifact_location=_local_artifacts(uri, experiment))
+            self.experiment_id = self._experiment(experiment)
         except Exception as exc:  # any transport or store error: say what and where, once
             reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             raise TrackingUnavailable(
@@ -75,6 +74,19 @@ class PipelineTracking:
             ) from None
         self.parent_id: str | None = None
         self.resumed = False
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=_local_artifacts(self.uri, name))
+        except Exception:
+            # Two first runs of different pipelines at once: the other one created it.
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     # -- the parent run -------------------------------------------------------------
     def start(self, inputs_digest: str) -> str:
@@ -107,7 +119,9 @@ class PipelineTracking:
         except Exception:  # deleted, or another store
             return False
 
-    def finish(self, params: dict, metrics: dict, status: str) -> None:
+    def finish(self, params: dict, metrics: dict, status: str, tags: dict | None = None) -> None:
+        for key, value in (tags or {}).items():
+            self.client.set_tag(self.parent_id, key, value)
         self.log(self.parent_id, params, metrics)
         self.client.set_terminated(self.parent_id, status=status)
         (self.work / RUN_FILE).unlink(missing_ok=True)

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         except FlowError as err:
             tracking.finish({}, {}, "FAILED")
             return _fail(err, err.exit_code)
-        tracking.finish(result.params, result.metrics, "FINISHED")
+        tracking.finish(result.params, result.metrics, "FINISHED", result.tags)
         _record_usage(config, result)
         print(summary(name, result, tracking.experiment_id))
         return 0

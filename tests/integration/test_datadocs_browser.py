@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from browser_support import FLAGS, chromium_or_skip
 from conftest import REPO
 from pipelines.output import KEPT_SCHEMA, read_table
 from validation.config import ValidateConfig
@@ -34,10 +34,6 @@ from validation.gate import validate
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
 PROBE = """
 <script>
 window.addEventListener("load", async () => {
@@ -72,17 +68,7 @@ STYLED = {
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        try:
-            subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.SubprocessError) as err:
-            detail = (getattr(err, "stderr", "") or str(err)).strip().splitlines()[-1:]
-            pytest.skip(f"chromium is not installed and `{' '.join(command)}` failed: {' '.join(detail)}")
-    return shutil.which("chromium") or pytest.skip("`apt-get install -y chromium` gave no chromium binary")
+    return chromium_or_skip()
 
 
 def _offline(command: list[str]) -> list[str]:

@@ -8,7 +8,6 @@ shared samples with a tiny model, so one full run takes well under a minute here
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -18,44 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import FINANCE, MEDICAL, REPO, read_jsonl_gz
+from conftest import FINANCE, MEDICAL, REPO
+from flow_support import children, dapt_run, parent_runs, pipeline, write_subset
 from pretrain_support import DAPT, MlflowServer
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["clean", "validate", "tokenizer", "tokenize", "plan", "train", "register"]
-
-
-def write_subset(path: Path, source: Path, start: int, stop: int) -> Path:
-    docs = read_jsonl_gz(source, stop)[start:]
-    path.write_bytes(gzip.compress("\n".join(json.dumps(d, ensure_ascii=False) for d in docs).encode(), mtime=0))
-    return path
-
-
-def pipeline(root: Path, name: str, corpora: dict[str, Path], **sections) -> Path:
-    config = {
-        "corpora": [{"name": n, "path": str(p), "format": "jsonl.gz", "domain": n, "id_field": "id",
-                     "title_field": "title"} for n, p in corpora.items()],
-        "tokenizer": {"vocab_size": 1000, "model_type": "bpe", "num_threads": 2},
-        "tokenize": {"val_fraction": 0.05},
-        "plan": {"flops": 2e13, "seq_len": 64},
-        "train": {"micro_batch": 4, "lr": 3e-3, "warmup_steps": 2, "max_steps": 12, "eval_every": 4,
-                  "eval_sequences": 16, "checkpoint_every": 4, "log_every": 4, "system_metrics_every": 1.0},
-        "register": {"name": f"dapt-{name}"},
-        "run": {"name": name, "workdir": str(root / "work" / name)},
-        **sections,
-    }
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-def dapt_run(yaml_path: Path, uri: str, *extra: str, env: dict | None = None, timeout: float = 400):
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([*DAPT, "run", str(yaml_path), "--tracking-uri", uri, "--quiet", *extra], cwd=REPO,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def stage_lines(stderr: str) -> dict[str, str]:
@@ -65,17 +34,6 @@ def stage_lines(stderr: str) -> dict[str, str]:
         if len(parts) > 1 and parts[0] in STAGES and parts[1] in ("done", "cached"):
             states[parts[0]] = parts[1]
     return states
-
-
-def parent_runs(client, name: str):
-    experiment = client.get_experiment_by_name("dapt")
-    return client.search_runs([experiment.experiment_id], f"tags.dapt_pipeline = '{name}' and tags.dapt_kind = 'pipeline'",
-                              order_by=["attributes.start_time ASC"])
-
-
-def children(client, parent_id: str):
-    experiment = client.get_experiment_by_name("dapt")
-    return client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +137,7 @@ def test_added_corpus_reruns_only_what_depends_on_it_and_compare_names_the_keys(
     expected = {
         "corpora", "corpus.medical.digest", "documents_in.medical", "kept.medical", "kept_ratio.medical",
         "tokens.medical", "tokens.finance", "tokenizer.sha256", "tokenizer.fertility", "tokenizer.fertility.finance",
-        "tokenizer.fertility.medical", "key.clean", "key.validate", "key.tokenizer", "key.tokenize", "key.plan",
-        "key.train", "key.register", "model_version", "train.best_val_loss", "train.final_val_loss",
+        "tokenizer.fertility.medical", "model_version", "train.best_val_loss", "train.final_val_loss",
         "train.tokens_per_s", "plan.params", "plan.tokens", "plan.epochs", "plan.n_layer", "plan.d_model",
         "plan.n_head",
     }

@@ -118,6 +118,35 @@ def test_rerun_with_nothing_changed_skips_every_stage(first, server):
     print(f"cached re-run: {seconds:.1f} s")
 
 
+def test_from_and_force_recompute_only_the_stages_asked_for(first, server):
+    _, config, *_ = first
+    run = dapt_run(config, server.uri, "--from", "plan", "--force", "train")
+    assert run.returncode == 0, run.stderr[-3000:]
+    # earlier stages are read from the cache without a line of their own; train and what
+    # it feeds are recomputed
+    assert stage_lines(run.stderr) == {"plan": "cached", "train": "done", "register": "done"}
+    missing = dapt_run(config, server.uri, "--from", "train", "--workdir", str(config.parent / "elsewhere"))
+    assert missing.returncode == 2 and "has no finished output" in missing.stderr
+
+
+def test_registered_corpus_gets_the_figures_of_the_run(tmp_path, server, data):
+    registry = tmp_path / "registry.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DAPT_REGISTRY": str(registry)}
+    added = subprocess.run([*DAPT, "corpus", "add", "fin-reg", "--path", str(data["finance"]), "--domain", "finance",
+                            "--id-field", "id", "--title-field", "title"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    config = pipeline(tmp_path, "reg", {})
+    text = config.read_text().replace("corpora: []", "corpora:\n- registered: fin-reg")
+    config.write_text(text)
+    run = dapt_run(config, server.uri, "--until", "tokenize", env={"DAPT_REGISTRY": str(registry)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    listed = subprocess.run([*DAPT, "corpus", "show", "fin-reg", "--json"], cwd=REPO, env=env, capture_output=True,
+                            text=True)
+    usage = json.loads(listed.stdout)["usage"]
+    assert usage["documents_in"] == 500 and 0 < usage["kept"] <= 500 and usage["tokens"] > 0
+    assert usage["run_id"] in run.stderr
+
+
 def test_added_corpus_reruns_only_what_depends_on_it_and_compare_names_the_keys(first, tmp_path, server, data):
     from mlflow import MlflowClient
 

@@ -40,10 +40,6 @@ class TrackingUnavailable(RuntimeError):
     """The tracking server cannot be used; the message is one line for the user."""
 
 
-def default_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
 def _local_artifacts(uri: str, experiment: str) -> str | None:
     """Beside a sqlite store (``DB_DIR/mlartifacts/EXPERIMENT``), not in whatever directory
     the first run happened to start in (MLflow's default ``./mlruns``)."""

@@ -24,16 +24,18 @@ PARALLELISMS = ("ddp", "fsdp")
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
-    """Join the process group torchrun set up (or a one-process group without torchrun);
-    return ``(rank, world_size, device)``: a CUDA device per local rank when there is
-    one, else the CPU."""
+    """Join the process group torchrun set up (or a one-process group without torchrun),
+    unless this process already has one, which is then used as it is; return
+    ``(rank, world_size, device)``: a CUDA device per local rank when there is one, else
+    the CPU."""
     cuda = torch.cuda.is_available()
     backend = "nccl" if cuda else "gloo"
-    if "WORLD_SIZE" in os.environ:
-        dist.init_process_group(backend)
-    else:
-        # Collectives (FSDP's, the state-dict helpers') need a group even for one process.
-        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    if not dist.is_initialized():
+        if "WORLD_SIZE" in os.environ:
+            dist.init_process_group(backend)
+        else:
+            # Collectives (FSDP's, the state-dict helpers') need a group even for one process.
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     rank, world = dist.get_rank(), dist.get_world_size()
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", 0))
@@ -43,9 +45,12 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 
 
 def teardown_distributed() -> None:
-    """Barrier and destroy the group. Callers under torchrun then ``os._exit``: a gloo rank
-    aborted at interpreter exit after ``destroy_process_group`` in 5 of 26 runs, and
-    ``os._exit(0)`` after barrier + destroy in 0 of 16 (../shared/STACK.md)."""
+    """Barrier and destroy the group, so the process can start another one (a second
+    ``train()`` in the same interpreter). A process under torchrun then leaves by
+    ``os._exit`` (``python -m pretrain.train`` does): a gloo rank aborted at interpreter
+    exit after ``destroy_process_group`` in 5 of 26 runs, and ``os._exit(0)`` after
+    barrier + destroy in 0 of 16 (../shared/STACK.md). A process that called ``train()``
+    itself goes on normally."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -10,7 +10,8 @@ sha256 must be the one the tokens were made with) and a model shape, from the pl
 =====================  ==============================================================
 ``config.json``        the validated :class:`TrainConfig` of the run
 ``metrics.jsonl``      one JSON line per step (``loss``, ``lr``, ``grad_norm``,
-                       ``tokens_per_s``, ...) and per evaluation (``val_loss``)
+                       ``tokens_per_s``, ...) and per evaluation (``val_loss``,
+                       ``lr_scale``); each step once, also after a resume
 ``checkpoints/``       :mod:`pretrain.checkpoint` (last ``keep_last`` steps and ``best``)
 ``tokenizer/``         a copy of the bundle, so the run directory is self-contained
 ``loss.png``           train and validation loss against tokens
@@ -22,6 +23,13 @@ sha256 must be the one the tokens were made with) and a model shape, from the pl
 A run directory that already holds a checkpoint is resumed from its latest one: same
 weights, optimizer moments, learning-rate state, data position and RNG, so the loss
 sequence and final weights are those of an uninterrupted run (checked bitwise on CPU).
+The steps after that checkpoint are trained again, so their records are first dropped
+from ``metrics.jsonl``, and MLflow is sent only what its run does not hold yet
+(:mod:`pretrain.tracking`).
+
+:func:`train` is also called in a long-lived process (``dapt run`` trains one process in
+its own interpreter): it leaves no process group, thread or MLflow client setting behind,
+so it can be called again.
 """
 
 from __future__ import annotations
@@ -96,6 +104,9 @@ class TrainConfig(BaseModel):
     gpu: str | None = Field(None, description="accelerator key for MFU (default: the plan's, else detected)")
 
     mlflow: bool = True
+    mlflow_run_id: str | None = Field(
+        None, description="log into this existing MLflow run (dapt run creates it as a child of the pipeline run)"
+    )
     tracking_uri: str | None = Field(None, description="default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
     experiment: str = "dapt"
     register_as: str | None = Field("dapt", description="Model Registry name; an empty string skips registration")
@@ -184,6 +195,49 @@ def _append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def metrics_through(path: Path, step: int) -> list[str]:
+    """The lines of ``metrics.jsonl`` up to ``step``, the resumed checkpoint's, after
+    rewriting the file to hold just those (via a temporary file and ``os.replace``, so a
+    kill leaves the old file or the new one); a line cut short by a kill goes too.
+    Records are appended in step order, so only the lines after ``step`` are parsed."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    keep = len(lines)
+    while keep:
+        try:
+            if json.loads(lines[keep - 1])["step"] <= step:
+                break
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass
+        keep -= 1
+    # A last line without its newline would run into the next record appended.
+    if keep < len(lines) or not text.endswith("\n"):
+        staging = path.with_name(path.name + ".tmp")
+        staging.write_text("".join(line + "\n" for line in lines[:keep]), encoding="utf-8")
+        os.replace(staging, path)
+    return lines[:keep]
+
+
+def _newest_first(lines: list[str]):
+    """``(tracked metrics, step)`` of ``metrics.jsonl`` lines, parsed from the last one
+    back as far as the reader goes."""
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+            yield tracked_metrics(record), record["step"]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            continue
+
+
+def tracked_metrics(record: dict) -> dict:
+    """What MLflow gets of a ``metrics.jsonl`` record: all but its step, and for an
+    evaluation all but ``tokens``, which the training record of that step has."""
+    drop = ("step", "tokens") if "val_loss" in record else ("step",)
+    return {k: v for k, v in record.items() if k not in drop}
+
+
 def _format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -193,7 +247,34 @@ def _format_eta(seconds: float) -> str:
 
 
 def train(config: TrainConfig) -> dict:
-    """Run (or resume) training; every process of the job calls this. Returns the summary."""
+    """Run (or resume) training; every process of the job calls this. Returns the summary.
+
+    Joins torchrun's process group (or makes a one-process one) and destroys it at the
+    end, a one-process group also when training fails; a group the caller made
+    beforehand is used and left."""
+    import torch.distributed as dist
+
+    from pretrain.parallelize import setup_distributed, teardown_distributed
+
+    owned = not dist.is_initialized()
+    rank, world, device = setup_distributed()
+    opened: list = []  # the Tracker _train starts, stopped here when training fails
+    try:
+        summary = _train(config, rank, world, device, opened)
+    except BaseException:
+        for tracker in opened:
+            tracker.abort()
+        # A failed rank's peers may be inside a collective that destroying the group would
+        # wait on; a torchrun worker exits next anyway, so only a one-process group goes.
+        if owned and world == 1:
+            teardown_distributed()
+        raise
+    if owned:
+        teardown_distributed()
+    return summary
+
+
+def _train(config: TrainConfig, rank: int, world: int, device, opened: list) -> dict:
     import torch
     import torch.distributed as dist
 
@@ -201,12 +282,11 @@ def train(config: TrainConfig) -> dict:
     from pretrain.data import TrainBatches, check_tokenizer, load_manifest, val_batches
     from pretrain.early_stopping import EarlyStopping
     from pretrain.model import GPT, causal_lm_loss, flops_per_token
-    from pretrain.parallelize import parallelize, setup_distributed
+    from pretrain.parallelize import parallelize
     from pretrain.schedule import PlateauScale, cosine_lr
     from pretrain.shape import param_count
     from tokenizer.bundle import load_tokenizer
 
-    rank, world, device = setup_distributed()
     out = Path(config.output)
     ckpt_root = out / "checkpoints"
     manifest = load_manifest(config.tokens)
@@ -269,35 +349,41 @@ def train(config: TrainConfig) -> dict:
         step, tokens_seen, run_id = state["step"], state["tokens_seen"], state["mlflow_run_id"]
         stopper.load_state_dict(state["early_stopping"])
         plateau.load_state_dict(state["plateau"])
+        if rank == 0:
+            print(f"resumed from step {step} ({previous[-1]})", file=sys.stderr, flush=True)
 
     tracker = None
+    metrics_path = out / "metrics.jsonl"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
         if not (out / "tokenizer").exists():
             shutil.copytree(config.tokenizer, out / "tokenizer")
+        kept_lines = metrics_through(metrics_path, step)
         if config.mlflow:
             from pretrain.tracking import Tracker
 
-            tracker = Tracker(out, config.tracking_uri, config.experiment, run_id, config.system_metrics_every)
-            if run_id is None:
-                tracker.log_params({
-                    **{f"model.{k}": v for k, v in shape.to_dict().items()},
-                    "model.params": n_params, "tokenizer_sha256": tokenizer.sha256, "tokens_manifest_sha256": tokens_digest,
-                    "parallelism": config.parallelism, "world_size": world, "precision": precision,
-                    "global_batch": global_batch, "micro_batch": config.micro_batch, "grad_accum": accum,
-                    "lr": config.lr, "warmup_steps": config.warmup_steps, "total_steps": total_steps,
-                    "token_budget": budget, "patience": config.patience, "min_delta": config.min_delta,
-                    "lr_reductions": config.lr_reductions, "seed": config.seed, "device": str(device),
-                    "activation_checkpointing": config.activation_checkpointing, "compile": config.compile,
-                    **({f"plan.{k}": plan[k] for k in ("params", "tokens", "law", "flops")} if plan else {}),
-                })
+            tracker = Tracker(
+                out, config.tracking_uri, config.experiment, config.mlflow_run_id or run_id, config.system_metrics_every
+            )
+            opened.append(tracker)
+            tracker.backfill(_newest_first(kept_lines))
+            tracker.log_params({
+                **{f"model.{k}": v for k, v in shape.to_dict().items()},
+                "model.params": n_params, "tokenizer_sha256": tokenizer.sha256, "tokens_manifest_sha256": tokens_digest,
+                "parallelism": config.parallelism, "world_size": world, "precision": precision,
+                "global_batch": global_batch, "micro_batch": config.micro_batch, "grad_accum": accum,
+                "lr": config.lr, "warmup_steps": config.warmup_steps, "total_steps": total_steps,
+                "token_budget": budget, "patience": config.patience, "min_delta": config.min_delta,
+                "lr_reductions": config.lr_reductions, "seed": config.seed, "device": str(device),
+                "activation_checkpointing": config.activation_checkpointing, "compile": config.compile,
+                **({f"plan.{k}": plan[k] for k in ("params", "tokens", "law", "flops")} if plan else {}),
+            })
             run_id = tracker.run_id
     dist.barrier()
 
     fpt = flops_per_token(shape)
     peak = _peak_flops(config, plan, device, precision)
-    metrics_path = out / "metrics.jsonl"
 
     def evaluate() -> float:
         model.eval()
@@ -358,7 +444,7 @@ def train(config: TrainConfig) -> dict:
             for record in records:
                 _append_jsonl(metrics_path, record)
                 if tracker:
-                    tracker.log_metrics({k: v for k, v in record.items() if k != "step"}, record["step"])
+                    tracker.log_metrics(tracked_metrics(record), record["step"])
 
     fault_step = int(os.environ.get(FAULT_ENV, "-1"))
     stop_reason = "budget" if budget_steps is not None and budget_steps <= (config.max_steps or budget_steps) else "max_steps"
@@ -416,11 +502,12 @@ def train(config: TrainConfig) -> dict:
             val_loss = evaluate()
             decision = stopper.update(val_loss, step, plateau if config.lr_reductions else None)
             if rank == 0:
-                _append_jsonl(metrics_path, {"step": step, "val_loss": val_loss, "tokens": tokens_seen})
+                record = {"step": step, "val_loss": val_loss, "lr_scale": plateau.scale, "tokens": tokens_seen}
+                _append_jsonl(metrics_path, record)
                 note = " (best)" if decision.improved else " (lr reduced)" if decision.reduce_lr else ""
                 print(f"step {step} | val loss {val_loss:.4f}{note}", file=sys.stderr, flush=True)
                 if tracker:
-                    tracker.log_metrics({"val_loss": val_loss, "lr_scale": plateau.scale}, step)
+                    tracker.log_metrics(tracked_metrics(record), step)
         if periodic_save or (decision and (decision.improved or decision.stop)):
             save(best=bool(decision and decision.improved))
         if decision and decision.stop:

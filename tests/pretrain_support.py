@@ -59,11 +59,22 @@ def train_args(inputs: PretrainInputs, output: Path, *extra: str) -> list[str]:
             "--eval-sequences", "32", "--micro-batch", "4", *extra]
 
 
+def dapt_env(env: dict | None = None) -> dict:
+    """One torch thread per process, as torchrun gives each worker, so 1- and 2-process
+    runs do the same arithmetic."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
+
+
 def dapt(args: list[str], env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run the CLI in a fresh process, one torch thread per process as torchrun gives each
-    worker, so 1- and 2-process runs do the same arithmetic."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([*DAPT, *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    """Run the CLI in a fresh process."""
+    return subprocess.run([*DAPT, *args], cwd=REPO, env=dapt_env(env), capture_output=True, text=True, timeout=timeout)
+
+
+def start_dapt(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start the CLI in a fresh process that runs beside this one; its stdout and stderr
+    go to ``log`` (a pipe nobody reads could fill and stall it)."""
+    with open(log, "w") as out:
+        return subprocess.Popen([*DAPT, *args], cwd=REPO, env=dapt_env(env), stdout=out, stderr=subprocess.STDOUT)
 
 
 def losses(rundir: Path) -> dict[int, float]:
@@ -111,3 +122,30 @@ class MlflowServer:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, 9)
             self.process.wait()
+
+
+def running_mlflow_server(tmp_path_factory):
+    """The body of a test module's server fixture: ``yield from running_mlflow_server(...)``."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def metric_steps(client, run_id: str, key: str) -> list[int]:
+    """The steps of a metric's MLflow history, in order, each as often as it was logged."""
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def jsonl_steps(rundir: Path) -> tuple[list[int], list[int]]:
+    """The steps of ``metrics.jsonl``'s training and evaluation records, as written (a
+    repeat shows)."""
+    import json
+
+    train, val = [], []
+    for line in (rundir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        (val if "val_loss" in record else train).append(record["step"])
+    return train, val

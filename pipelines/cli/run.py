@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.config import ConfigError, load_config
     from pipelines.flow import STAGES, FlowError, FlowOptions, run_flow
     from pipelines.lock import LockHeld, PipelineLock
-    from pipelines.run_tracking import PipelineTracking, TrackingUnavailable, default_uri
+    from pipelines.run_tracking import PipelineTracking, TrackingUnavailable
+    from pretrain.tracking import default_tracking_uri
     from pipelines.stage_cache import digest
 
     if STAGES.index(args.from_stage) > STAGES.index(args.until_stage):
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(err, 2)
     name = config.run.name or Path(args.pipeline).name.split(".")[0]
     work = Path(args.workdir or config.run.workdir or Path("out") / name).absolute()
-    uri = args.tracking_uri or config.run.tracking_uri or default_uri()
+    uri = default_tracking_uri(args.tracking_uri or config.run.tracking_uri)
     try:
         lock = PipelineLock(work, name, wait=args.wait).acquire()
     except LockHeld as err:

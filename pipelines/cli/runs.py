@@ -39,9 +39,9 @@ def register(subparsers) -> None:
 
 
 def _uri(args) -> str:
-    from pipelines.run_tracking import default_uri
+    from pretrain.tracking import default_tracking_uri
 
-    return args.tracking_uri or default_uri()
+    return default_tracking_uri(args.tracking_uri)
 
 
 def run_list(args) -> int:

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 TRAIN_EPILOG = """\
@@ -33,7 +34,8 @@ examples:
 Running again with the same --output resumes from the latest checkpoint. Outputs:
 RUNDIR/summary.json, metrics.jsonl, loss.png, checkpoints/{step-N,best}/ (safetensors),
 tokenizer/ (copy of the bundle). MLflow: MLFLOW_TRACKING_URI or --tracking-uri
-(default sqlite:///mlflow.db); the model is registered with the alias "candidate"."""
+(default sqlite:///mlflow.db); the model is registered with the alias "candidate";
+--mlflow-run-id RUN logs into a run made beforehand (dapt run makes one per training)."""
 
 GENERATE_EPILOG = """\
 examples:
@@ -167,25 +169,39 @@ def run_train(args: argparse.Namespace) -> int:
     return _train_here(config)
 
 
+def torchrun_command(
+    launch_file: Path, nproc_per_node: int, nnodes: str | None = None, node_rank: str | None = None,
+    rdzv_endpoint: str | None = None,
+) -> list[str]:
+    """The torchrun command that trains the configuration in ``launch_file`` (a
+    :class:`~pretrain.train.TrainConfig` as JSON) with ``nproc_per_node`` processes: one
+    machine (``--standalone``), or with ``nnodes`` this node of a c10d rendezvous."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc_per_node)]
+    if nnodes:
+        torchrun += ["--nnodes", nnodes, "--node-rank", node_rank or "0", "--rdzv-backend", "c10d",
+                     "--rdzv-endpoint", rdzv_endpoint or "127.0.0.1:29500"]
+    else:
+        torchrun += ["--standalone"]
+    return [*torchrun, "-m", "pretrain.train", "--config-json", str(launch_file)]
+
+
 def _launch(config, args) -> int:
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     launch_file = out / "launch.json"
-    launch_file.write_text(config.model_dump_json(indent=2), encoding="utf-8")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc_per_node)]
-    if args.nnodes:
-        torchrun += ["--nnodes", args.nnodes, "--node-rank", args.node_rank or "0", "--rdzv-backend", "c10d",
-                     "--rdzv-endpoint", args.rdzv_endpoint or "127.0.0.1:29500"]
-    else:
-        torchrun += ["--standalone"]
-    command = [*torchrun, "-m", "pretrain.train", "--config-json", str(launch_file)]
-    return subprocess.call(command)
+    # Every node of a multi-node job on a shared RUNDIR writes this file while the others'
+    # workers may be reading it: a reader must see a whole file, never a truncated one.
+    fd, staging = tempfile.mkstemp(prefix=".launch-", suffix=".json", dir=out)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(config.model_dump_json(indent=2))
+    os.replace(staging, launch_file)
+    return subprocess.call(torchrun_command(launch_file, args.nproc_per_node, args.nnodes, args.node_rank,
+                                            args.rdzv_endpoint))
 
 
 def _train_here(config) -> int:
     from pretrain.checkpoint import CheckpointError
     from pretrain.data import DataError
-    from pretrain.parallelize import teardown_distributed
     from pretrain.tracking import TrackingError
     from pretrain.train import TrainError, train
     from tokenizer.bundle import BundleError
@@ -195,7 +211,6 @@ def _train_here(config) -> int:
     except (TrainError, DataError, CheckpointError, BundleError, TrackingError) as exc:
         _error("train", exc)
         return 2
-    teardown_distributed()
     return 0
 
 

@@ -8,17 +8,14 @@ import time
 
 import pytest
 
-from pretrain_support import DAPT, MlflowServer, dapt, train_args
+from pretrain_support import DAPT, dapt, running_mlflow_server, train_args
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
-    server.start()
-    yield server
-    server.kill()
+    yield from running_mlflow_server(tmp_path_factory)
 
 
 def _client(server):
@@ -110,3 +107,51 @@ def test_a_server_outage_loses_no_metric_and_a_resumed_run_logs_into_the_same_ru
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["mlflow_run_id"] == run_id
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(1, 131))
+
+
+def test_in_process_training_into_a_given_run_and_registration_beside_an_active_run(server, pretrain_inputs, tmp_path):
+    """What dapt run does: train one process in its own interpreter into a child run it
+    made, then register that run's model, with the caller's own MLflow state untouched."""
+    import os
+    import threading
+
+    import mlflow
+
+    from pretrain.tracking import CLIENT_ENV, register_model
+    from pretrain.train import parse_config, train
+
+    client = _client(server)
+    experiment = client.create_experiment("in-process")
+    parent = client.create_run(experiment).info.run_id
+    child = client.create_run(experiment, tags={"mlflow.parentRunId": parent}).info.run_id
+    env, threads = {k: os.environ.get(k) for k in CLIENT_ENV}, set(threading.enumerate())
+    out = tmp_path / "run"
+    config = parse_config({
+        "tokens": str(pretrain_inputs.tokens), "tokenizer": str(pretrain_inputs.bundle), "output": str(out),
+        "model": {"n_layer": 2, "d_model": 64, "n_head": 1, "seq_len": 64}, "micro_batch": 4, "max_steps": 4,
+        "eval_every": 2, "eval_sequences": 16, "tracking_uri": server.uri, "experiment": "in-process",
+        "mlflow_run_id": child, "register_as": "",
+    })
+    summary = train(config)
+    assert summary["mlflow_run_id"] == child
+    assert {k: os.environ.get(k) for k in CLIENT_ENV} == env
+    assert set(threading.enumerate()) == threads  # the flush thread and the system-metrics sampler are gone
+    run = client.get_run(child)
+    assert run.info.status == "FINISHED" and run.data.params["model.n_layer"] == "2"
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert [m.step for m in client.get_metric_history(child, "loss")] == [1, 2, 3, 4]
+    assert client.search_registered_models("name = 'in-process'") == []
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(server.uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment) as own:
+            version = register_model(server.uri, child, "in-process", out / "tokenizer", out / "checkpoints" / "best")
+            assert mlflow.active_run().info.run_id == own.info.run_id
+        assert mlflow.get_tracking_uri() == server.uri
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert version == 1
+    registered = client.get_model_version_by_alias("in-process", "candidate")
+    assert registered.version == "1" and registered.run_id == child
+    assert client.get_run(own.info.run_id).data.tags.get("mlflow.parentRunId") is None

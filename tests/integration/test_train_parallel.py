@@ -1,4 +1,5 @@
-"""Real torchrun with 2 gloo processes: DDP and FSDP2 against one process, early stopping."""
+"""Real torchrun with 2 gloo processes: DDP and FSDP2 against one process, two "nodes"
+(two torchrun agents meeting at a c10d rendezvous on this machine), early stopping."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from pretrain_support import dapt, losses, train_args
+from pretrain_support import dapt, free_port, losses, start_dapt, train_args
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,34 @@ def test_two_processes_match_one_with_the_same_global_batch(parallelism, one_pro
     assert double[6] < double[1] - 0.2  # it learns, so the comparison is not of two constants
     one = json.loads((one_process / "summary.json").read_text())
     assert summary["best_val_loss"] == pytest.approx(one["best_val_loss"], rel=1e-5)
+
+
+def test_two_nodes_match_one_process_with_the_same_global_batch(one_process, pretrain_inputs, tmp_path):
+    """What infra/torchrun.md tells each node to run, with both nodes on this machine."""
+    out = tmp_path / "run"
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [
+        start_dapt(train_args(pretrain_inputs, out, *STEPS, "--nproc-per-node", "1", "--nnodes", "2",
+                              "--node-rank", str(rank), "--rdzv-endpoint", endpoint), tmp_path / f"node{rank}.log")
+        for rank in (0, 1)
+    ]
+    try:
+        codes = [node.wait(timeout=240) for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    logs = "\n".join((tmp_path / f"node{rank}.log").read_text()[-2000:] for rank in (0, 1))
+    assert codes == [0, 0], logs
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 6
+    single, double = losses(one_process), losses(out)
+    assert sorted(double) == list(range(1, 7))
+    for step in single:
+        assert double[step] == pytest.approx(single[step], rel=1e-5, abs=1e-6)
+    one = json.loads((one_process / "summary.json").read_text())
+    assert summary["best_val_loss"] == pytest.approx(one["best_val_loss"], rel=1e-5)
+    # c10d ranks follow the agents' sorted addresses, not --node-rank: either node may be rank 0.
+    assert sum("done: max_steps after 6 steps" in (tmp_path / f"node{r}.log").read_text() for r in (0, 1)) == 1
 
 
 def test_early_stopping_on_a_plateau_every_rank_exits_0(pretrain_inputs, tmp_path):

@@ -68,6 +68,12 @@ BANDS = 14
 ROWS = 8
 SEED = 1
 
+#: Names the functions above and below: :func:`content_hash`, the word hashing and 5-gram
+#: mixing, the permutations, the 32-bit truncations. A dedup index records it beside the
+#: settings, and a run refuses an index made with another: bump it with any change that
+#: alters a content hash or a signature for the same text and settings.
+HASH_VERSION = "dapt-dedup-1: sha256 of normalised text; xxh3_64 words, linear 5-gram mix, multiply-add-shift 32-bit"
+
 # Rows of (shingle x permutation) uint64 values per numpy step: about 4 MB at 112
 # permutations, small enough to stay in cache and to bound memory on book-length texts.
 _CHUNK_ROWS = 4096

@@ -164,7 +164,8 @@ def small_corpus(tmp_path_factory):
 
 
 def _shard_bytes(out: Path) -> dict[str, bytes]:
-    return {f"{k}/{p.name}": p.read_bytes() for k in ("kept", "rejected") for p in sorted((out / k).iterdir())}
+    files = {f"{k}/{p.name}": p.read_bytes() for k in ("kept", "rejected") for p in sorted((out / k).iterdir())}
+    return {**files, "dedup_index.parquet": (out / "dedup_index.parquet").read_bytes()}
 
 
 def test_rerun_and_multiprocess_runner_give_byte_identical_output(small_corpus, tmp_path):
@@ -177,6 +178,8 @@ def test_rerun_and_multiprocess_runner_give_byte_identical_output(small_corpus, 
     assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "b")
     kept = pq.read_table(tmp_path / "a" / "kept").to_pylist()
     assert kept and all(r["domain"] == "finance" and r["content_hash"] for r in kept)
+    index = pq.read_table(tmp_path / "a" / "dedup_index.parquet")
+    assert index.column("id").to_pylist() == sorted(r["id"] for r in kept)
 
 
 def test_killed_run_leaves_nothing_that_looks_complete(small_corpus, tmp_path):

@@ -17,11 +17,23 @@ from functools import cache
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from conftest import FINANCE, MEDICAL, read_jsonl_gz
-from pipelines.dedup import ExactDedup, NearDedup, keep_key, near_duplicate_rejections
+from pipelines import output
+from pipelines.dedup import (
+    DedupIndexError,
+    ExactDedup,
+    NearDedup,
+    check_index_parts,
+    index_table,
+    keep_key,
+    near_duplicate_rejections,
+    read_index,
+)
 from pipelines.steps.minhash import (
     MinHasher,
     UnionFind,
@@ -200,11 +212,12 @@ class _Collect(beam.DoFn):
         _COLLECTED[self.tag].append(doc)
 
 
-def _run_small(docs: list[dict]) -> dict[str, list[tuple]]:
+def _run_small(docs: list[dict], index: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
     _COLLECTED.clear()
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        exact = p | beam.Create(docs or [{}]) | beam.Filter(bool) | "Exact" >> ExactDedup()
-        near = exact.kept | "Near" >> NearDedup()
+        earlier = read_index(p, index) if index else None
+        exact = p | beam.Create(docs or [{}]) | beam.Filter(bool) | "Exact" >> ExactDedup(earlier=earlier)
+        near = exact.kept | "Near" >> NearDedup(earlier=earlier)
         exact.rejected | "CollectExact" >> beam.ParDo(_Collect("exact"))
         near.rejected | "CollectNear" >> beam.ParDo(_Collect("near"))
         near.kept | "CollectKept" >> beam.ParDo(_Collect("kept"))
@@ -246,6 +259,102 @@ def test_verification_keeps_colliding_dissimilar_texts_apart():
     near_copy = similar + [{"id": "copy", "text": similar[5]["text"] + " end"}]
     expected = {"5": "duplicate of copy (Jaccard 0.96)"}
     assert near_duplicate_rejections(near_copy, hasher, screen=0.0) == expected
+
+
+# --- documents kept by earlier runs (the dedup index) -------------------------------
+
+
+def _index_part(folder, docs: list[dict], hasher: MinHasher | None = None) -> str:
+    """An index file listing ``docs`` as kept, written as a clean run writes it."""
+    rows = [{"corpus": "c", "domain": "d", **d} for d in docs]
+    return output.write_index(str(folder), index_table(rows, hasher or MinHasher()), "zstd")
+
+
+def test_earlier_documents_win_every_group_they_are_in(tmp_path):
+    base = " ".join(f"w{i}" for i in range(40))
+    other = " ".join(f"v{i}" for i in range(40))
+    part = _index_part(tmp_path / "run1", [{"id": "old", "text": base}, {"id": "reused", "text": other}])
+    spare = _index_part(tmp_path / "run0", [{"id": "older", "text": base.upper()}])
+    longer = base + " one more"
+    docs = [
+        {"id": "copy", "text": base.upper() + "  "},  # the same normalised text as "old"
+        {"id": "longer", "text": longer},  # in-run, the longer one would win
+        {"id": "fresh", "text": " ".join(f"u{i}" for i in range(40))},
+        {"id": "reused", "text": " ".join(f"x{i}" for i in range(40))},  # an earlier id, new content
+        {"id": "short", "text": "short"},
+    ]
+    hasher = MinHasher()
+    estimate = estimate_jaccard(*hasher.signatures([longer, base]))
+    assert _run_small(docs, (part,)) == {
+        "exact": [("copy", f"kept earlier: old ({part})")],
+        "near": [("longer", f"kept earlier: old ({part}, estimated Jaccard {estimate:.2f})")],
+        "kept": [("fresh", None), ("reused", None), ("short", None)],
+    }
+    # Two parts list the same text: the first in (EARLIER, id, part) order names it.
+    both = _run_small(docs[:1], (part, spare))
+    assert both["exact"] == [("copy", f"kept earlier: old ({part})")]
+    # Earlier documents are never rejected, nor joined to each other, nor output.
+    assert _run_small([], (part, spare)) == {"exact": [], "near": [], "kept": []}
+
+
+def test_earlier_near_duplicate_is_judged_by_the_signature_estimate(tmp_path):
+    """No shingle set is kept for an earlier document: the pair passes when the estimate
+    does. With one-value bands, the colliding pairs of the verification test above whose
+    estimate is >= 0.8 are joined across runs, the others are not."""
+    base = " ".join(f"w{i}" for i in range(40))
+    similar = [{"id": str(i), "text": base[: 60 + 4 * i] + " tail " * i} for i in range(6)]
+    hasher = MinHasher(num_perm=16, bands=16, rows=1)
+    sigs = hasher.signatures([d["text"] for d in similar])
+    part = _index_part(tmp_path, similar[:1], hasher)
+    _COLLECTED.clear()
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        earlier = read_index(p, (part,))
+        near = p | beam.Create(similar[1:]) | NearDedup(hasher, screen=0.0, earlier=earlier)
+        near.rejected | "CollectNear" >> beam.ParDo(_Collect("near"))
+    joined = {d["id"] for d in _COLLECTED["near"]}
+    expected = {str(i) for i in range(1, 6) if estimate_jaccard(sigs[0], sigs[i]) >= NEAR}
+    assert expected and joined == expected
+
+
+def test_index_rows_sorted_with_signatures_and_settings(tmp_path, medical_docs):
+    docs = [dict(d, corpus="medical", domain="medical") for d in medical_docs[:50]]
+    random.Random(5).shuffle(docs)
+    hasher = MinHasher(seed=3)
+    path = output.write_index(str(tmp_path), index_table(docs, hasher), "zstd")
+    table = pq.read_table(path)
+    by_id = sorted(docs, key=lambda d: d["id"])
+    assert table.column("id").to_pylist() == [d["id"] for d in by_id]
+    assert table.column("content_hash").to_pylist() == [content_hash(d["text"]) for d in by_id]
+    sigs = np.array(table.column("signature").to_pylist(), dtype=np.uint32)
+    assert np.array_equal(sigs, hasher.signatures([d["text"] for d in by_id]))
+    assert table.schema.field("signature").type == pa.list_(pa.uint32(), 112)
+    meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items() if not k.startswith(b"ARROW")}
+    assert {k: meta[k] for k in ("shingle_size", "num_perm", "bands", "rows", "seed")} == {
+        "shingle_size": "5", "num_perm": "112", "bands": "14", "rows": "8", "seed": "3"}
+    assert meta["hash_version"].startswith("dapt-dedup-1")
+    # Signatures left on the documents by near dedup are used as they are.
+    signed = [dict(d, signature=s) for d, s in zip(by_id, sigs)]
+    assert index_table(signed, hasher).equals(index_table(by_id, hasher))
+
+
+def test_unusable_index_parts_are_one_clear_error(tmp_path):
+    hasher = MinHasher()
+    good = _index_part(tmp_path / "good", [{"id": "a", "text": "some text here"}])
+    check_index_parts([good], hasher, str(tmp_path / "out"))
+    (tmp_path / "junk.parquet").write_text("not parquet")
+    kept_shard, _ = output.write_shard(str(tmp_path), "kept", 0, 1, [], "zstd")
+    cases = {
+        str(tmp_path / "missing.parquet"): "cannot read it",
+        str(tmp_path / "junk.parquet"): "cannot read it",
+        kept_shard: "not a dedup index (no dedup settings in its metadata)",
+        _index_part(tmp_path / "seed", [], MinHasher(seed=2)): "made with seed=2, this run has seed=1",
+        _index_part(tmp_path / "perm", [], MinHasher(num_perm=128)): "made with num_perm=128, this run has num_perm=112",
+        str(tmp_path / "out" / "dedup_index.parquet"): "is the index of the output folder itself",
+    }
+    for path, message in cases.items():
+        with pytest.raises(DedupIndexError) as err:
+            check_index_parts([good, path], hasher, str(tmp_path / "out"))
+        assert message in str(err.value) and path in str(err.value) and "\n" not in str(err.value)
 
 
 @cache
@@ -293,7 +402,9 @@ def test_every_document_accounted_for_and_passed_through(dedup_result):
         assert doc["content_hash"] == content_hash(original["text"])
         assert {k: v for k, v in doc.items() if k in original} == original
     added = {k for d in dedup_result["kept"] for k in d} - {k for d in inputs.values() for k in d}
-    assert added == {"content_hash"}
+    assert added == {"content_hash", "signature"}
+    some = dedup_result["kept"][:100]
+    assert np.array_equal(np.stack([d["signature"] for d in some]), MinHasher().signatures([d["text"] for d in some]))
 
 
 def test_no_two_kept_documents_share_a_normalized_text(dedup_result):

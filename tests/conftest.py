@@ -88,3 +88,14 @@ def clean_subset_for_validation(tmp_path_factory) -> Path:
         ("finance", FINANCE, 1000, _any),
         ("medical", MEDICAL, 1000, _any),
     ])
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on 127.0.0.1 (sqlite store in tmp) for one test module."""
+    from pretrain_support import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    yield server
+    server.kill()

@@ -54,3 +54,4 @@ def parent_runs(client, name: str):
 def children(client, parent_id: str):
     experiment = client.get_experiment_by_name("dapt")
     return client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+

@@ -20,7 +20,6 @@ import pytest
 
 from browser_support import Browser, chromium_or_skip
 from conftest import FINANCE, MEDICAL, REPO
-from pretrain_support import MlflowServer
 from flow_support import dapt_run, parent_runs, pipeline, write_subset
 
 pytestmark = pytest.mark.slow
@@ -91,15 +90,7 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, server):
+def two_runs(tmp_path_factory, mlflow_server):
     """The parent runs of two pipelines, each run to the end (training and registry)."""
     from mlflow import MlflowClient
 
@@ -108,9 +99,9 @@ def two_runs(tmp_path_factory, server):
     medical = write_subset(root / "medical.jsonl.gz", MEDICAL, 0, DOCS)
     for config in (pipeline(root, "finance", {"finance": finance}),
                    pipeline(root, "finance-medical", {"finance": finance, "medical": medical})):
-        run = dapt_run(config, server.uri)
+        run = dapt_run(config, mlflow_server.uri)
         assert run.returncode == 0, run.stderr[-3000:]
-    client = MlflowClient(server.uri)
+    client = MlflowClient(mlflow_server.uri)
     return [parent_runs(client, name)[0] for name in ("finance", "finance-medical")]
 
 
@@ -155,12 +146,12 @@ def _metric_shown(text: str, value: float | None) -> bool:
     return math.isclose(float(text), value, rel_tol=1e-3, abs_tol=5e-4)
 
 
-def test_compare_view_shows_what_differs(chromium, server, two_runs, tmp_path):
+def test_compare_view_shows_what_differs(chromium, mlflow_server, two_runs, tmp_path):
     from pipelines.runs import compare_runs
 
     a, b = two_runs
     ids = json.dumps([a.info.run_id, b.info.run_id], separators=(",", ":"))
-    url = f"{server.uri}/#/compare-runs?runs={ids}&experiments={json.dumps([a.info.experiment_id])}"
+    url = f"{mlflow_server.uri}/#/compare-runs?runs={ids}&experiments={json.dumps([a.info.experiment_id])}"
     with Browser(chromium, tmp_path / "profile", LOOPBACK_ONLY, width=1400, height=2300) as browser:
         browser.open(url)
         browser.wait_for("document.querySelectorAll('[aria-label$=\" - Show diff only\"]').length === 3 && "
@@ -174,13 +165,13 @@ def test_compare_view_shows_what_differs(chromium, server, two_runs, tmp_path):
         requests = browser.requests
 
     # the page and everything it loaded came from the server (or were inline)
-    assert requests and all(u.startswith((server.uri + "/", "data:", "blob:")) for u in requests), requests
+    assert requests and all(u.startswith((mlflow_server.uri + "/", "data:", "blob:")) for u in requests), requests
     assert everything["names"] == shown["names"] == [a.info.run_name, b.info.run_name]
 
     # every param of either run, then only those that differ: the ones `dapt runs compare` names
     assert set(everything["params"]) == set(a.data.params) | set(b.data.params)
     assert set(everything["metrics"]) == set(a.data.metrics) | set(b.data.metrics)
-    _, _, differences, _ = compare_runs(server.uri, a.info.run_id, b.info.run_id)
+    _, _, differences, _ = compare_runs(mlflow_server.uri, a.info.run_id, b.info.run_id)
     assert set(shown["params"]) == {d.key for d in differences if d.kind == "param"}
     assert set(shown["metrics"]) == {d.key for d in differences if d.kind == "metric"}
     assert DIFFERING_PARAMS <= set(shown["params"]) and DIFFERING_METRICS <= set(shown["metrics"])

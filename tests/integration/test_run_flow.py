@@ -20,7 +20,7 @@ import pytest
 
 from conftest import FINANCE, MEDICAL, REPO
 from flow_support import children, dapt_run, parent_runs, pipeline, write_subset
-from pretrain_support import DAPT, MlflowServer
+from pretrain_support import DAPT
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +37,6 @@ def stage_lines(stderr: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("flow-data")
     return {
@@ -55,23 +47,23 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first(tmp_path_factory, server, data):
+def first(tmp_path_factory, mlflow_server, data):
     """One full run of a finance-only pipeline, then the same again."""
     root = tmp_path_factory.mktemp("flow")
     config = pipeline(root, "fin", {"finance": data["finance"]})
-    run1 = dapt_run(config, server.uri)
+    run1 = dapt_run(config, mlflow_server.uri)
     started = time.monotonic()
-    run2 = dapt_run(config, server.uri)
+    run2 = dapt_run(config, mlflow_server.uri)
     return root, config, run1, run2, time.monotonic() - started
 
 
-def test_full_run_logs_a_parent_and_one_child_per_stage(first, server):
+def test_full_run_logs_a_parent_and_one_child_per_stage(first, mlflow_server):
     from mlflow import MlflowClient
 
     root, config, run1, _, _ = first
     assert run1.returncode == 0, run1.stderr[-3000:]
     assert stage_lines(run1.stderr) == dict.fromkeys(STAGES, "done")
-    client = MlflowClient(server.uri)
+    client = MlflowClient(mlflow_server.uri)
     parent = parent_runs(client, "fin")[0]
     assert parent.info.status == "FINISHED"
     kids = children(client, parent.info.run_id)
@@ -96,13 +88,13 @@ def test_full_run_logs_a_parent_and_one_child_per_stage(first, server):
     assert "best val loss" in run1.stdout and "MLflow UI" in run1.stdout
 
 
-def test_rerun_with_nothing_changed_skips_every_stage(first, server):
+def test_rerun_with_nothing_changed_skips_every_stage(first, mlflow_server):
     from mlflow import MlflowClient
 
     _, _, run1, run2, seconds = first
     assert run2.returncode == 0, run2.stderr[-3000:]
     assert stage_lines(run2.stderr) == dict.fromkeys(STAGES, "cached")
-    client = MlflowClient(server.uri)
+    client = MlflowClient(mlflow_server.uri)
     a, b = parent_runs(client, "fin")[:2]
     assert set(a.data.params) == set(b.data.params) and set(a.data.metrics) == set(b.data.metrics)
     assert b.data.metrics["stages.cached"] == len(STAGES) and b.data.metrics["stages.run"] == 0
@@ -118,18 +110,18 @@ def test_rerun_with_nothing_changed_skips_every_stage(first, server):
     print(f"cached re-run: {seconds:.1f} s")
 
 
-def test_from_and_force_recompute_only_the_stages_asked_for(first, server):
+def test_from_and_force_recompute_only_the_stages_asked_for(first, mlflow_server):
     _, config, *_ = first
-    run = dapt_run(config, server.uri, "--from", "plan", "--force", "train")
+    run = dapt_run(config, mlflow_server.uri, "--from", "plan", "--force", "train")
     assert run.returncode == 0, run.stderr[-3000:]
     # earlier stages are read from the cache without a line of their own; train and what
     # it feeds are recomputed
     assert stage_lines(run.stderr) == {"plan": "cached", "train": "done", "register": "done"}
-    missing = dapt_run(config, server.uri, "--from", "train", "--workdir", str(config.parent / "elsewhere"))
+    missing = dapt_run(config, mlflow_server.uri, "--from", "train", "--workdir", str(config.parent / "elsewhere"))
     assert missing.returncode == 2 and "has no finished output" in missing.stderr
 
 
-def test_registered_corpus_gets_the_figures_of_the_run(tmp_path, server, data):
+def test_registered_corpus_gets_the_figures_of_the_run(tmp_path, mlflow_server, data):
     registry = tmp_path / "registry.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DAPT_REGISTRY": str(registry)}
     added = subprocess.run([*DAPT, "corpus", "add", "fin-reg", "--path", str(data["finance"]), "--domain", "finance",
@@ -138,7 +130,7 @@ def test_registered_corpus_gets_the_figures_of_the_run(tmp_path, server, data):
     config = pipeline(tmp_path, "reg", {})
     text = config.read_text().replace("corpora: []", "corpora:\n- registered: fin-reg")
     config.write_text(text)
-    run = dapt_run(config, server.uri, "--until", "tokenize", env={"DAPT_REGISTRY": str(registry)})
+    run = dapt_run(config, mlflow_server.uri, "--until", "tokenize", env={"DAPT_REGISTRY": str(registry)})
     assert run.returncode == 0, run.stderr[-3000:]
     listed = subprocess.run([*DAPT, "corpus", "show", "fin-reg", "--json"], cwd=REPO, env=env, capture_output=True,
                             text=True)
@@ -147,19 +139,19 @@ def test_registered_corpus_gets_the_figures_of_the_run(tmp_path, server, data):
     assert usage["run_id"] in run.stderr
 
 
-def test_added_corpus_reruns_only_what_depends_on_it_and_compare_names_the_keys(first, tmp_path, server, data):
+def test_added_corpus_reruns_only_what_depends_on_it_and_compare_names_the_keys(first, tmp_path, mlflow_server, data):
     from mlflow import MlflowClient
 
     root, config, *_ = first
     both = pipeline(root, "fin", {"finance": data["finance"], "medical": data["medical"]})
-    run = dapt_run(both, server.uri)
+    run = dapt_run(both, mlflow_server.uri)
     assert run.returncode == 0, run.stderr[-3000:]
     assert stage_lines(run.stderr) == {**dict.fromkeys(STAGES, "done")}
     assert "clean     medical: new delivery" in run.stderr and "clean     finance: new delivery" not in run.stderr
-    client = MlflowClient(server.uri)
+    client = MlflowClient(mlflow_server.uri)
     runs = parent_runs(client, "fin")
     a, b = runs[0], runs[-1]
-    compared = subprocess.run([*DAPT, "runs", "compare", a.info.run_id, b.info.run_id, "--tracking-uri", server.uri,
+    compared = subprocess.run([*DAPT, "runs", "compare", a.info.run_id, b.info.run_id, "--tracking-uri", mlflow_server.uri,
                                "--json"], cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert compared.returncode == 0, compared.stderr
     differ = {d["key"] for d in json.loads(compared.stdout)["differ"]}
@@ -177,7 +169,7 @@ def test_added_corpus_reruns_only_what_depends_on_it_and_compare_names_the_keys(
     assert differ <= expected | {"stages.cached", "stages.run"}, differ - expected
 
 
-def test_redelivered_corpus_keeps_only_new_documents(first, tmp_path, server, data):
+def test_redelivered_corpus_keeps_only_new_documents(first, tmp_path, mlflow_server, data):
     import pyarrow.parquet as pq
 
     root, *_ = first
@@ -185,9 +177,9 @@ def test_redelivered_corpus_keeps_only_new_documents(first, tmp_path, server, da
     # for a whole corpus: the gate warns here instead of stopping the run.
     lenient = {"validate": {"severity": {"drop_rates": "warning"}}}
     grown = pipeline(tmp_path, "grow", {"finance": data["finance"]}, **lenient)
-    assert dapt_run(grown, server.uri, "--until", "validate").returncode == 0
+    assert dapt_run(grown, mlflow_server.uri, "--until", "validate").returncode == 0
     regrown = pipeline(tmp_path, "grow", {"finance": data["finance_more"]}, **lenient)
-    run = dapt_run(regrown, server.uri, "--until", "tokenize")
+    run = dapt_run(regrown, mlflow_server.uri, "--until", "tokenize")
     assert run.returncode == 0, run.stderr[-3000:]
     ledger = next((tmp_path / "work" / "grow" / "clean").glob("ledger-*.json"))
     deliveries = json.loads(ledger.read_text())
@@ -202,7 +194,7 @@ def test_redelivered_corpus_keeps_only_new_documents(first, tmp_path, server, da
     assert sorted(documents) == sorted(kept[0] + kept[1])
 
 
-def test_lock_refuses_a_second_run_and_a_crashed_holder_is_taken_over(tmp_path, server, data):
+def test_lock_refuses_a_second_run_and_a_crashed_holder_is_taken_over(tmp_path, mlflow_server, data):
     config = pipeline(tmp_path, "locked", {"finance": data["finance"]})
     work = tmp_path / "work" / "locked"
     holder = subprocess.Popen(
@@ -211,31 +203,31 @@ def test_lock_refuses_a_second_run_and_a_crashed_holder_is_taken_over(tmp_path, 
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
     )
     assert holder.stdout.readline().strip() == "held"
-    refused = dapt_run(config, server.uri, "--until", "clean")
+    refused = dapt_run(config, mlflow_server.uri, "--until", "clean")
     assert refused.returncode == 3
     assert f"pid {holder.pid}" in refused.stderr and "--wait" in refused.stderr
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    taken = dapt_run(config, server.uri, "--until", "clean")
+    taken = dapt_run(config, mlflow_server.uri, "--until", "clean")
     assert taken.returncode == 0, taken.stderr[-3000:]
     assert f"taking over the stale lock of a crashed run (pid {holder.pid}" in taken.stderr
 
 
-def test_killed_run_resumes_into_the_same_mlflow_run_with_the_same_outputs(tmp_path, server, data):
+def test_killed_run_resumes_into_the_same_mlflow_run_with_the_same_outputs(tmp_path, mlflow_server, data):
     from mlflow import MlflowClient
 
     from pretrain.checkpoint import list_steps
 
     (tmp_path / "a").mkdir()
     killed = pipeline(tmp_path / "a", "killed", {"finance": data["finance"]})
-    died = dapt_run(killed, server.uri, env={"DAPT_FAULT_KILL_AT_STEP": "6"})
+    died = dapt_run(killed, mlflow_server.uri, env={"DAPT_FAULT_KILL_AT_STEP": "6"})
     assert died.returncode != 0 and stage_lines(died.stderr).get("plan") == "done"
-    resumed = dapt_run(killed, server.uri)
+    resumed = dapt_run(killed, mlflow_server.uri)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "(resumed)" in resumed.stderr
     states = stage_lines(resumed.stderr)
     assert states["train"] == "done" and all(states[s] == "cached" for s in STAGES[:5])
-    client = MlflowClient(server.uri)
+    client = MlflowClient(mlflow_server.uri)
     parents = parent_runs(client, "killed")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     kids = children(client, parents[0].info.run_id)
@@ -247,7 +239,7 @@ def test_killed_run_resumes_into_the_same_mlflow_run_with_the_same_outputs(tmp_p
     # the same pipeline, never interrupted, in another work directory: the same bytes
     (tmp_path / "b").mkdir()
     whole = pipeline(tmp_path / "b", "whole", {"finance": data["finance"]})
-    assert dapt_run(whole, server.uri).returncode == 0
+    assert dapt_run(whole, mlflow_server.uri).returncode == 0
     a = next(p for p in (tmp_path / "a" / "work" / "killed" / "train").iterdir() if p.is_dir())
     b = next(p for p in (tmp_path / "b" / "work" / "whole" / "train").iterdir() if p.is_dir())
     last_a, last_b = list_steps(a / "checkpoints")[-1], list_steps(b / "checkpoints")[-1]

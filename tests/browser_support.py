@@ -10,12 +10,11 @@ import fcntl
 import json
 import os
 import select
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
+from conftest import debian_tool_or_skip
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -24,19 +23,8 @@ FLAGS = [
 
 
 def chromium_or_skip() -> str:
-    """The ``chromium`` binary, installed with apt when missing; skips the test, naming the
-    failed command, only when that install fails."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        try:
-            subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.SubprocessError) as err:
-            detail = (getattr(err, "stderr", "") or str(err)).strip().splitlines()[-1:]
-            pytest.skip(f"chromium is not installed and `{' '.join(command)}` failed: {' '.join(detail)}")
-    return shutil.which("chromium") or pytest.skip("`apt-get install -y chromium` gave no chromium binary")
+    """Chromium from Debian (installed with apt when missing)."""
+    return debian_tool_or_skip("chromium", "chromium")
 
 
 class DevToolsError(RuntimeError):

@@ -99,3 +99,27 @@ def mlflow_server(tmp_path_factory):
     server.start()
     yield server
     server.kill()
+
+
+def debian_tool_or_skip(binary: str, package: str, *candidates: Path, recommends: bool = True) -> str:
+    """A system tool the tests drive (``chromium``, ``shellcheck``, ``systemd-analyze``): the
+    first executable of ``candidates``, else the one on PATH, else installed with apt;
+    skips the test, naming the failed command, only when that install fails."""
+    import shutil
+    import subprocess
+
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(binary)
+    if found:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", *([] if recommends else ["--no-install-recommends"]), package]
+    for command in (["apt-get", "update"], install):
+        try:
+            subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.SubprocessError) as err:
+            detail = (getattr(err, "stderr", "") or str(err)).strip().splitlines()[-1:]
+            pytest.skip(f"{binary} is not installed and `{' '.join(command)}` failed: {' '.join(detail)}")
+    return shutil.which(binary) or pytest.skip(f"`apt-get install {package}` gave no {binary}")

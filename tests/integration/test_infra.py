@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, debian_tool_or_skip
 from pretrain_support import free_port
 
 INFRA = REPO / "infra"
@@ -102,31 +101,14 @@ def _unit(path: Path) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
-def _system_tool(binary: str, package: str, *candidates: Path) -> str:
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which(binary)
-    if found:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", package]):
-        try:
-            subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.SubprocessError) as err:
-            detail = (getattr(err, "stderr", "") or str(err)).strip().splitlines()[-1:]
-            pytest.skip(f"{binary} is not installed and `{' '.join(command)}` failed: {' '.join(detail)}")
-    return shutil.which(binary) or pytest.skip(f"`apt-get install {package}` gave no {binary}")
-
-
 @pytest.fixture(scope="module")
 def shellcheck() -> str:
-    return _system_tool("shellcheck", "shellcheck", VENV_BIN / "shellcheck")
+    return debian_tool_or_skip("shellcheck", "shellcheck", VENV_BIN / "shellcheck", recommends=False)
 
 
 @pytest.fixture(scope="module")
 def systemd_analyze() -> str:
-    return _system_tool("systemd-analyze", "systemd")
+    return debian_tool_or_skip("systemd-analyze", "systemd", recommends=False)
 
 
 def _listening_addresses(port: int) -> set[str]:

@@ -206,11 +206,21 @@ def test_lock_refuses_a_second_run_and_a_crashed_holder_is_taken_over(tmp_path, 
     refused = dapt_run(config, mlflow_server.uri, "--until", "clean")
     assert refused.returncode == 3
     assert f"pid {holder.pid}" in refused.stderr and "--wait" in refused.stderr
+    # --wait: the second run waits for the holder, which then crashes; the waiter takes over
+    waiter = subprocess.Popen(
+        [*DAPT, "run", str(config), "--tracking-uri", mlflow_server.uri, "--quiet", "--until", "clean", "--wait"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True,
+    )
+    seen: list[str] = []
+    while not any("dapt run: waiting for pipeline 'locked'" in line for line in seen):
+        line = waiter.stderr.readline()
+        assert line, f"the waiting run ended without waiting: {seen}"
+        seen.append(line)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    taken = dapt_run(config, mlflow_server.uri, "--until", "clean")
-    assert taken.returncode == 0, taken.stderr[-3000:]
-    assert f"taking over the stale lock of a crashed run (pid {holder.pid}" in taken.stderr
+    rest = waiter.communicate(timeout=300)[1]
+    assert waiter.returncode == 0, rest[-3000:]
+    assert f"taking over the stale lock of a crashed run (pid {holder.pid}" in rest
 
 
 def test_killed_run_resumes_into_the_same_mlflow_run_with_the_same_outputs(tmp_path, mlflow_server, data):

@@ -15,7 +15,7 @@ key            meaning
 =============  ==========================================================
 
 Later steps add ``pii`` (``{type: count}``), ``content_hash``, ``n_chars`` and
-``n_words``.
+``n_words``; near dedup adds ``signature`` (the MinHash signature, for the dedup index).
 
 Steps follow datatrove's shape: a :class:`Transform` returns the changed document, a
 :class:`Filter` answers ``filter(doc) -> bool | (False, detail)``. A dropped document's

@@ -60,6 +60,28 @@ class FlowError(RuntimeError):
         self.record = record
 
 
+def stage_errors() -> tuple[type[Exception], ...]:
+    """The errors by which the stages say, in one line, that their input or config is at
+    fault (a bug still shows its traceback)."""
+    from pipelines.config import ConfigError
+    from pipelines.stats import AccountingError
+    from pipelines.tokenize import TokenizeError
+    from pretrain.checkpoint import CheckpointError
+    from pretrain.data import DataError
+    from pretrain.planner import PlanError
+    from pretrain.tracking import TrackingError
+    from pretrain.train import TrainError
+    from tokenizer.bundle import BundleError
+    from tokenizer.config import TokenizerConfigError
+    from tokenizer.kept import KeptError
+    from tokenizer.train import TrainError as TokenizerTrainError
+    from validation.datadocs import DataDocsError
+    from validation.tables import OutputError
+
+    return (ConfigError, AccountingError, TokenizeError, CheckpointError, DataError, PlanError, TrackingError,
+            TrainError, BundleError, TokenizerConfigError, KeptError, TokenizerTrainError, DataDocsError, OutputError)
+
+
 @dataclass
 class FlowOptions:
     workdir: Path
@@ -157,6 +179,8 @@ class Flow:
             if record is not None:
                 self.tracking.log(run_id, record.params, record.metrics)
             self.tracking.fail_stage(run_id, str(exc))
+            if isinstance(exc, stage_errors()):
+                raise FlowError(f"{name}: {exc}") from None
             raise
         self.records[name] = records
         if not finished:
@@ -230,7 +254,6 @@ class Flow:
 
     def _clean_one(self, corpus, parts: list[str], delivered: str, key: str, out: Path) -> StageRecord:
         from pipelines.clean import run_clean
-        from pipelines.stats import AccountingError
 
         self.o.say(f"clean     {corpus.name}: new delivery {delivered[:12]}, deduplicated against "
                    f"{len(parts)} earlier deliveries")
@@ -238,7 +261,7 @@ class Flow:
         try:
             stats = run_clean(single, str(out), beam_args=self.o.beam_args, show_progress=self.o.show_progress,
                               dedup_index=parts)
-        except AccountingError as err:
+        except stage_errors() as err:
             raise FlowError(f"clean {corpus.name}: {err}") from None
         words = sum(d.get("words", 0) for d in stats["by_domain"].values())
         return StageRecord(
@@ -346,13 +369,10 @@ class Flow:
                       "deliveries": [d.key for d in deliveries], "code": code_version("tokenize")})
 
         def produce(out: Path) -> StageRecord:
-            from pipelines.tokenize import TokenizeError, run_tokenize
+            from pipelines.tokenize import run_tokenize
 
-            try:
-                manifest = run_tokenize([d.output for d in deliveries], bundle.output, str(out), self.config.tokenize,
-                                        beam_args=self.o.beam_args, show_progress=self.o.show_progress)
-            except TokenizeError as err:
-                raise FlowError(f"tokenize: {err}") from None
+            manifest = run_tokenize([d.output for d in deliveries], bundle.output, str(out), self.config.tokenize,
+                                    beam_args=self.o.beam_args, show_progress=self.o.show_progress)
             metrics = {"train_tokens": manifest["train_tokens"], "val_tokens": manifest["val_tokens"]}
             total_tokens = total_words = 0
             for domain, group in manifest["by_domain"].items():
@@ -377,12 +397,9 @@ class Flow:
         key = digest({"plan": section, "tokens": tokens.key, "code": code_version("plan")})
 
         def produce(out: Path) -> StageRecord:
-            from pretrain.planner import PlanError, plan_from_config
+            from pretrain.planner import plan_from_config
 
-            try:
-                result = plan_from_config(section, tokens_manifest=str(Path(tokens.output) / "manifest.json"))
-            except PlanError as err:
-                raise FlowError(f"plan: {err}") from None
+            result = plan_from_config(section, tokens_manifest=str(Path(tokens.output) / "manifest.json"))
             plan = result.to_json()
             out.mkdir(parents=True, exist_ok=True)
             (out / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
@@ -424,16 +441,10 @@ class Flow:
         return [self.cached_or("train", key, run_id, produce)]
 
     def _train(self, config, nproc: int, out: Path) -> dict:
-        from pretrain.checkpoint import CheckpointError
-        from pretrain.data import DataError
-        from pretrain.tracking import TrackingError
-        from pretrain.train import TrainError, train
+        from pretrain.train import train
 
         if nproc == 1:
-            try:
-                return train(config)
-            except (TrainError, DataError, CheckpointError, TrackingError) as err:
-                raise FlowError(f"train: {err}") from None
+            return train(config)
         from pipelines.cli.train import torchrun_command
 
         out.mkdir(parents=True, exist_ok=True)

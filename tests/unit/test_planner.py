@@ -407,3 +407,8 @@ def test_cli_reads_the_plan_section_of_a_config(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("plan:\n  flops: 1e21\n  gpu_count: 8\n")
     assert main(["plan", "--config", str(tmp_path / "bad.yaml")]) == 2
     assert capsys.readouterr().err == "dapt plan: error: plan.gpu_count: unknown key\n"
+
+
+def test_a_budget_too_small_for_any_model_is_one_error():
+    with pytest.raises(PlanError, match="too small for any model"):
+        plan(flops=10)

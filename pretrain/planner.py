@@ -560,7 +560,7 @@ def plan(
 
     if round(n) < 1 or round(d) < 1:
         given = f"a budget of {budget:.3g} FLOPs" if budget is not None else "the inputs"
-        raise PlanError((), f"{given} allow {n:.3g} parameters and {d:.3g} tokens: too small for any model")
+        raise PlanError((), f"{given}: {n:.3g} parameters and {d:.3g} tokens, too small for any model")
     model = shape_for_params(n, vocab, seq_len)
     exact = param_count(model)
     if exact > n * (1 + SHAPE_MISS):

@@ -121,6 +121,18 @@ def test_from_and_force_recompute_only_the_stages_asked_for(first, mlflow_server
     assert missing.returncode == 2 and "has no finished output" in missing.stderr
 
 
+def test_two_training_processes_through_torchrun(first, mlflow_server, data):
+    root, *_ = first
+    (root / "nproc").mkdir(exist_ok=True)
+    two = pipeline(root / "nproc", "fin", {"finance": data["finance"]},
+                   run={"name": "fin", "workdir": str(root / "work" / "fin"), "nproc_per_node": 2})
+    run = dapt_run(two, mlflow_server.uri, "--from", "train")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert stage_lines(run.stderr) == {"train": "done", "register": "done"}
+    summaries = [json.loads(p.read_text()) for p in (root / "work" / "fin" / "train").glob("*/summary.json")]
+    assert sorted(s["world_size"] for s in summaries) == [1, 2]
+
+
 def test_registered_corpus_gets_the_figures_of_the_run(tmp_path, mlflow_server, data):
     registry = tmp_path / "registry.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DAPT_REGISTRY": str(registry)}

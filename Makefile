@@ -31,8 +31,11 @@ demo: install
 	@echo
 	$(BIN)/dapt runs list --limit 2 --tracking-uri $(DEMO_MLFLOW)
 
+# The default suite, then the tests marked slow (real end-to-end runs, browsers, compile);
+# CI runs both (.ci/run).
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -m slow tests
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" tests

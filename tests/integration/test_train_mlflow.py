@@ -124,7 +124,7 @@ def test_in_process_training_into_a_given_run_and_registration_beside_an_active_
     experiment = client.create_experiment("in-process")
     parent = client.create_run(experiment).info.run_id
     child = client.create_run(experiment, tags={"mlflow.parentRunId": parent}).info.run_id
-    env, threads = {k: os.environ.get(k) for k in CLIENT_ENV}, set(threading.enumerate())
+    env = {k: os.environ.get(k) for k in CLIENT_ENV}
     out = tmp_path / "run"
     config = parse_config({
         "tokens": str(pretrain_inputs.tokens), "tokenizer": str(pretrain_inputs.bundle), "output": str(out),
@@ -135,7 +135,10 @@ def test_in_process_training_into_a_given_run_and_registration_beside_an_active_
     summary = train(config)
     assert summary["mlflow_run_id"] == child
     assert {k: os.environ.get(k) for k in CLIENT_ENV} == env
-    assert set(threading.enumerate()) == threads  # the flush thread and the system-metrics sampler are gone
+    # The trainer's own threads are gone (MLflow's artifact-upload pools keep or retire idle
+    # workers of their own, which says nothing of ours).
+    ours = {"mlflow-flush", "SystemMetricsMonitor"}
+    assert not {t.name for t in threading.enumerate() if t.is_alive()} & ours
     run = client.get_run(child)
     assert run.info.status == "FINISHED" and run.data.params["model.n_layer"] == "2"
     assert run.data.tags["mlflow.parentRunId"] == parent

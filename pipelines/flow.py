@@ -198,11 +198,10 @@ class Flow:
     def cached_or(self, stage: str, key: str, mode: str, produce: Callable[[Path], StageRecord]) -> StageRecord:
         """The done record of ``key``, or ``produce`` it (unless only the cache may be used)."""
         if stage in self.o.force and mode != "cached-only":
-            forget(self.work, stage, key)
             from pipelines.output import remove_tree
 
+            forget(self.work, stage, key)
             remove_tree(str(output_dir(self.work, stage, key)))
-            self.o.force = self.o.force - {stage}
         record = load_record(self.work, stage, key)
         if record is not None:
             return record
@@ -227,10 +226,6 @@ class Flow:
         ledger = Ledger(self.work / "clean" / f"ledger-{namespace[:16]}.json")
         if "clean" in self.o.force and mode != "cached-only":
             ledger.reset()
-            self.o.force = self.o.force - {"clean"}
-            forced = True
-        else:
-            forced = False
         fresh: dict[str, StageRecord] = {}
         for corpus in self.config.corpora:
             files, missing = list_files(corpus)
@@ -244,8 +239,6 @@ class Flow:
                 continue
             key = digest({"namespace": namespace, "corpus": described, "files": delivered, "before": ledger.head()})
             parts = [str(output_dir(self.work, "clean", e.key) / "dedup_index.parquet") for e in ledger.entries]
-            if forced:
-                forget(self.work, "clean", key)
             fresh[key] = self.cached_or("clean", key, mode,
                                         functools.partial(self._clean_one, corpus, parts, delivered, key))
             ledger.append(Delivery(corpus.name, delivered, described, key))
@@ -425,14 +418,16 @@ class Flow:
                 mlflow_run_id=run_id, tracking_uri=self.o.tracking_uri, experiment=self.config.run.experiment,
                 register_as="",
             )
+            from pretrain.loss_curve import read_metrics
+
             summary = self._train(config, nproc, out)
-            final = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-                     if '"val_loss"' in line]
+            _, evaluations = read_metrics(out / "metrics.jsonl")
+            final = evaluations[max(evaluations)]["val_loss"] if evaluations else None
             return StageRecord(
                 "train", key, str(out),
                 params={"stop_reason": summary["stop_reason"], "model_params": summary["params"],
                         "world_size": summary["world_size"], "mlflow_run_id": summary["mlflow_run_id"]},
-                metrics={"best_val_loss": summary["best_val_loss"], "final_val_loss": final[-1]["val_loss"] if final else None,
+                metrics={"best_val_loss": summary["best_val_loss"], "final_val_loss": final,
                          "tokens_per_s": summary["tokens_per_s"], "steps": summary["steps"],
                          "tokens_seen": summary["tokens_seen"]},
                 info={"mlflow_run_id": summary["mlflow_run_id"]},
@@ -445,12 +440,9 @@ class Flow:
 
         if nproc == 1:
             return train(config)
-        from pipelines.cli.train import torchrun_command
+        from pipelines.cli.train import torchrun_command, write_launch_file
 
-        out.mkdir(parents=True, exist_ok=True)
-        launch = out / "launch.json"
-        launch.write_text(config.model_dump_json(indent=2), encoding="utf-8")
-        code = subprocess.call(torchrun_command(launch, nproc))
+        code = subprocess.call(torchrun_command(write_launch_file(config), nproc))
         if code != 0 or not (out / "summary.json").is_file():
             raise FlowError(f"train: torchrun exited with {code}; see the output above and {out}")
         return json.loads((out / "summary.json").read_text(encoding="utf-8"))

@@ -48,18 +48,24 @@ def _local_artifacts(uri: str, experiment: str) -> str | None:
     return (Path(uri[len("sqlite:///"):]).absolute().parent / "mlartifacts" / experiment).as_uri()
 
 
+def tracking_client(uri: str):
+    """An ``MlflowClient`` that gives up on an unreachable server in seconds, not minutes
+    (:data:`pretrain.tracking.CLIENT_ENV`)."""
+    from pretrain.tracking import CLIENT_ENV
+
+    for key, value in CLIENT_ENV.items():
+        os.environ.setdefault(key, value)
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
 class PipelineTracking:
     def __init__(self, uri: str, experiment: str, pipeline: str, work: Path):
-        from pretrain.tracking import CLIENT_ENV
-
-        for key, value in CLIENT_ENV.items():
-            os.environ.setdefault(key, value)
-        from mlflow import MlflowClient
-
         self.uri = uri
         self.pipeline = pipeline
         self.work = work
-        self.client = MlflowClient(uri)
+        self.client = tracking_client(uri)
         try:
             self.experiment_id = self._experiment(experiment)
         except Exception as exc:  # any transport or store error: say what and where, once

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipelines.run_tracking import PIPELINE_TAG
+from pipelines.run_tracking import PIPELINE_TAG, tracking_client
 
 
 class RunsError(ValueError):
@@ -23,18 +23,6 @@ class Difference:
     key: str
     a: str | float | None
     b: str | float | None
-
-
-def _client(uri: str):
-    import os
-
-    from pretrain.tracking import CLIENT_ENV
-
-    for key, value in CLIENT_ENV.items():
-        os.environ.setdefault(key, value)
-    from mlflow import MlflowClient
-
-    return MlflowClient(uri)
 
 
 def find_run(client, ref: str):
@@ -54,7 +42,7 @@ def find_run(client, ref: str):
 
 def compare_runs(uri: str, a: str, b: str) -> tuple[object, object, list[Difference], int]:
     """(run A, run B, the params and metrics that differ, how many keys are equal)."""
-    client = _client(uri)
+    client = tracking_client(uri)
     run_a, run_b = find_run(client, a), find_run(client, b)
     differences: list[Difference] = []
     equal = 0
@@ -89,7 +77,7 @@ def format_comparison(run_a, run_b, differences: list[Difference], equal: int) -
 def list_runs(uri: str, experiment: str, limit: int = 10, pipeline: str | None = None) -> tuple[list[tuple], str]:
     """The newest pipeline runs, newest first, as (pipeline, run id, params, metrics); and
     the experiment's id."""
-    client = _client(uri)
+    client = tracking_client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise RunsError(f"no experiment {experiment!r} in {uri}")

@@ -185,7 +185,8 @@ def torchrun_command(
     return [*torchrun, "-m", "pretrain.train", "--config-json", str(launch_file)]
 
 
-def _launch(config, args) -> int:
+def write_launch_file(config) -> Path:
+    """``RUNDIR/launch.json``: the validated configuration the torchrun workers read."""
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     launch_file = out / "launch.json"
@@ -195,8 +196,12 @@ def _launch(config, args) -> int:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(config.model_dump_json(indent=2))
     os.replace(staging, launch_file)
-    return subprocess.call(torchrun_command(launch_file, args.nproc_per_node, args.nnodes, args.node_rank,
-                                            args.rdzv_endpoint))
+    return launch_file
+
+
+def _launch(config, args) -> int:
+    return subprocess.call(torchrun_command(write_launch_file(config), args.nproc_per_node, args.nnodes,
+                                            args.node_rank, args.rdzv_endpoint))
 
 
 def _train_here(config) -> int:

@@ -2,15 +2,18 @@
 
 Flow (Apache Beam)::
 
-    kept Parquet files ─► record batches ─► batched multi-threaded encode + EOS, split
-    (train/val by id hash) ─► one staged piece per batch and split (tokens, offsets, rows)
-        ├─► token counts per domain, source, corpus, split (combiner over piece summaries)
-        └─► pack pieces in (file, batch) order into shards ─► TOKDIR/{train,val}/shard-*
+    kept Parquet files ─► record batches ─► batched multi-threaded encode with EOS, split
+    (train/val by id hash) ─► each batch's documents of a split (a piece) appended to its
+    file's staged stream of that split (tokens, per-document counts, rows)
+        ─► one combine: token counts per domain, source, corpus, split + the piece list
+        ─► pack pieces in (file, batch) order into shards ─► TOKDIR/{train,val}/shard-*
     driver: documents.parquet, count checks, commit, manifest.json (last)
 
 Only piece summaries travel through the pipeline; token arrays go from the encoder to a
-staged file and from there into their shard. What the job adds to SentencePiece's own
-encode is reading Parquet, writing pieces, shards and the document table, and Beam's
+staged stream and from there into their shard, and document rows from a batch to a
+staged Arrow stream and from there into ``documents.parquet``: each is written once and
+read once. What the job adds to SentencePiece's own encode is reading Parquet, writing
+the staged streams, shards and the document table, hashing the inputs, and Beam's
 start-up (measured in ``tests/benchmarks/bench_tokenizer.py``).
 
 **Output layout** (``TOKDIR``), the input of the pretraining stage's loader:
@@ -117,14 +120,48 @@ def index_path(bin_path: str) -> str:
     return bin_path[: -len(".bin")] + ".idx.npy"
 
 
-def piece_name(split: str, key: tuple[int, int]) -> str:
-    return f"pieces/{split}/{key[0]:05d}-{key[1]:06d}"
+def stream_name(split: str, file_number: int) -> str:
+    """Staged ``.bin`` (token ids), ``.sizes`` (int64 tokens per document) and ``.arrow``
+    (document rows) of one kept file's documents in one split."""
+    return f"pieces/{split}/{file_number:05d}"
+
+
+class _Stream:
+    """One kept file's documents of one split, staged batch by batch: its pieces are
+    consecutive ranges of three appended files, not a file each."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.tokens = FileSystems.create(base + ".bin")
+        self.sizes = FileSystems.create(base + ".sizes")
+        self.rows_file = self.rows = None
+        self.token_count = self.row_count = 0
+
+    def append(self, tokens: np.ndarray, sizes: np.ndarray, rows: pa.RecordBatch) -> tuple[int, int]:
+        """Write one piece; returns where it starts (token, row) in this stream."""
+        if self.rows is None:
+            self.rows_file = FileSystems.create(self.base + ".arrow")
+            self.rows = pa.ipc.new_stream(self.rows_file, rows.schema)
+        self.tokens.write(tokens.tobytes())
+        self.sizes.write(sizes.tobytes())
+        self.rows.write_batch(rows)
+        start = (self.token_count, self.row_count)
+        self.token_count += tokens.size
+        self.row_count += rows.num_rows
+        return start
+
+    def close(self) -> None:
+        if self.rows is not None:
+            self.rows.close()
+            self.rows_file.close()
+        self.tokens.close()
+        self.sizes.close()
 
 
 class EncodeFile(beam.DoFn):
     """One kept file, record batch by record batch: batched, multi-threaded SentencePiece
-    encode, EOS appended, split by id hash; each split's documents of a batch are written
-    as a staged piece (tokens, offsets, document rows) and only a small summary goes on.
+    encode with EOS, split by id hash; each split's documents of a batch (a piece) are
+    appended to the file's staged stream of that split and only a small summary goes on.
 
     SentencePiece releases the GIL while it encodes, so batch ``k`` is encoded on a
     background thread while this one reads batch ``k + 1`` and writes batch ``k - 1``:
@@ -152,57 +189,54 @@ class EncodeFile(beam.DoFn):
         from tokenizer.kept import KeptError, iter_batches
 
         number, path = task
+        streams: dict[str, _Stream] = {}
         pending = None
         try:
             for batch_number, batch in enumerate(iter_batches(path, batch_rows=self.config.batch_size)):
                 texts = batch.column("text").to_pylist()
-                future = self.encoder.submit(self.tokenizer.encode, texts, self.pool)
+                future = self.encoder.submit(self.tokenizer.encode, texts, self.pool, True)
                 if pending:
-                    yield from self._pieces(*pending)
+                    yield from self._pieces(streams, *pending)
                 pending = ((number, batch_number), batch, future)
+            if pending:
+                yield from self._pieces(streams, *pending)
         except KeptError as err:
-            yield beam.pvalue.TaggedOutput(INVALID, str(err))
-            return
-        if pending:
-            yield from self._pieces(*pending)
+            _write(FileSystems.join(self.staging, INVALID, f"{number:05d}.txt"), str(err).encode())
+        finally:
+            for stream in streams.values():
+                stream.close()
 
-    def _pieces(self, key: tuple[int, int], batch: pa.RecordBatch, future):
+    def _pieces(self, streams: dict[str, _Stream], key: tuple[int, int], batch: pa.RecordBatch, future):
         encoded = future.result()
         config = self.config
-        splits = [split_of(i, config.val_fraction, config.split_salt) for i in batch.column("id").to_pylist()]
-        for split in SPLITS:
-            rows = [i for i, s in enumerate(splits) if s == split]
-            if rows:
-                yield self._write_piece(split, key, batch, [encoded[i] for i in rows], rows)
+        sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        val = np.fromiter(
+            (split_of(i, config.val_fraction, config.split_salt) == "val" for i in batch.column("id").to_pylist()),
+            dtype=bool, count=len(encoded),
+        )
+        for split, member in zip(SPLITS, (~val, val)):
+            rows = np.flatnonzero(member)
+            if rows.size:
+                if split not in streams:
+                    streams[split] = _Stream(FileSystems.join(self.staging, stream_name(split, key[0])))
+                yield self._piece(streams[split], split, key, batch, encoded, sizes, rows)
         progress.count("documents", len(encoded))
-        progress.count("tokens", sum(a.size for a in encoded) + len(encoded))
+        progress.count("tokens", int(sizes.sum()))
 
-    def _write_piece(
-        self, split: str, key: tuple[int, int], batch: pa.RecordBatch, encoded: list[np.ndarray], rows: list[int]
-    ) -> dict:
-        lengths = np.fromiter((a.size for a in encoded), dtype=np.int64, count=len(encoded))
-        sizes = lengths + 1
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        # One EOS after each document: insert at the end of every document's ids.
-        tokens = np.insert(np.concatenate(encoded), np.cumsum(lengths), self.tokenizer.eos_id)
-        tokens = tokens.astype(self.tokenizer.dtype, copy=False)
-        name = FileSystems.join(self.staging, piece_name(split, key))
-        _write(name + ".bin", tokens.tobytes())
-        picked = batch.select(["id", "domain", "source", "corpus"]).take(pa.array(rows))
-        columns = {
-            "split": pa.array([split] * len(rows), pa.string()), "n_tokens": pa.array(sizes),
-            "shard": pa.nulls(len(rows), pa.string()), "offset": pa.array(offsets[:-1]),
-        }
-        table = pa.Table.from_batches([picked])
-        for column, values in columns.items():
-            table = table.append_column(column, values)
-        table = table.cast(DOCUMENTS_SCHEMA)
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="none")  # staged for one read; speed over size
-        _write(name + ".parquet", buffer.getvalue())
+    def _piece(self, stream: _Stream, split: str, key: tuple[int, int], batch: pa.RecordBatch,
+               encoded: list[np.ndarray], sizes: np.ndarray, rows: np.ndarray) -> dict:
+        whole = rows.size == len(encoded)
+        # Ids are below the vocabulary size, so the unsafe cast to uint16/uint32 is exact.
+        tokens = np.concatenate(encoded if whole else [encoded[i] for i in rows],
+                                dtype=self.tokenizer.dtype, casting="unsafe")
+        picked = batch.select(["id", "domain", "source", "corpus"])
+        if not whole:
+            picked = picked.take(pa.array(rows))
+            sizes = sizes[rows]
+        token_start, row_start = stream.append(tokens, sizes, picked)
         counts = {f"by_{column}": _sums(picked.column(column), sizes) for column in ("domain", "source", "corpus")}
-        return {"split": split, "key": key, "documents": len(rows), "tokens": int(offsets[-1]), "counts": counts}
+        return {"split": split, "key": key, "documents": int(rows.size), "tokens": int(tokens.size),
+                "token_start": token_start, "row_start": row_start, "counts": counts}
 
 
 def _group() -> dict:
@@ -273,44 +307,68 @@ def assign_shards(pieces: list[dict], tokens_per_shard: int) -> list[dict]:
         for index, members in enumerate(shards):
             plan.append({
                 "split": split, "path": shard_path(split, index, len(shards)),
-                "pieces": [piece_name(split, tuple(p["key"])) for p in members],
+                "pieces": [{k: v for k, v in piece.items() if k != "counts"} for piece in members],
             })
     return plan
 
 
 class WriteShard(beam.DoFn):
-    """Concatenate a shard's pieces into its ``.bin`` and ``.idx.npy``; yields its summary
-    (with the piece offsets, so the driver can place each document)."""
+    """Copy a shard's pieces from their staged streams into its ``.bin`` (hashed as it is
+    written) and ``.idx.npy``; writes its summary (with the piece offsets, so the driver
+    can place each document) as ``SHARD.bin.json``. Its token count is what it wrote, not
+    what the pieces say."""
 
-    def __init__(self, staging: str):
+    def __init__(self, staging: str, dtype: str):
         self.staging = staging
+        self.itemsize = np.dtype(dtype).itemsize
 
     def process(self, shard: dict):
-        chunks, offsets, starts = [], [np.zeros(1, dtype=np.int64)], []
+        offsets, starts = [np.zeros(1, dtype=np.int64)], []
         total = 0
-        for name in shard["pieces"]:
-            path = FileSystems.join(self.staging, name)
-            with FileSystems.open(path + ".bin") as f:
-                chunks.append(f.read())
-            with FileSystems.open(path + ".parquet") as f:
-                sizes = pq.read_table(io.BytesIO(f.read()), columns=["n_tokens"]).column("n_tokens").to_numpy()
-            starts.append(total)
-            offsets.append(total + np.cumsum(sizes))
-            total += int(sizes.sum())
-        data = b"".join(chunks)
+        digest = hashlib.sha256()
+        opened: dict[str, object] = {}
+        target = FileSystems.join(self.staging, shard["path"])
+        try:
+            with FileSystems.create(target) as out:
+                for piece in shard["pieces"]:
+                    base = FileSystems.join(self.staging, stream_name(shard["split"], piece["key"][0]))
+                    data = _read_range(opened, base + ".bin", piece["token_start"] * self.itemsize,
+                                       piece["tokens"] * self.itemsize)
+                    sizes = np.frombuffer(_read_range(opened, base + ".sizes", piece["row_start"] * 8,
+                                                      piece["documents"] * 8), dtype=np.int64)
+                    out.write(data)
+                    digest.update(data)
+                    starts.append(total)
+                    offsets.append(total + np.cumsum(sizes))
+                    total += len(data) // self.itemsize
+        finally:
+            for f in opened.values():
+                f.close()
         index = np.concatenate(offsets)
+        if index[-1] != total:
+            raise TokenizeError(f"{shard['path']}: its documents add up to {index[-1]} tokens, {total} were written")
         buffer = io.BytesIO()
         np.save(buffer, index, allow_pickle=False)
         index_bytes = buffer.getvalue()
-        _write(FileSystems.join(self.staging, shard["path"]), data)
         _write(FileSystems.join(self.staging, index_path(shard["path"])), index_bytes)
-        progress.count("shards")
-        yield {
+        _write_json({
             "split": shard["split"], "path": shard["path"], "index_path": index_path(shard["path"]),
-            "documents": len(index) - 1, "tokens": total, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(), "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
+            "documents": len(index) - 1, "tokens": total, "bytes": total * self.itemsize,
+            "sha256": digest.hexdigest(), "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
             "pieces": shard["pieces"], "piece_starts": starts,
-        }
+        }, FileSystems.join(self.staging, shard["path"] + ".json"))
+        progress.count("shards")
+
+
+def _read_range(opened: dict, path: str, start: int, length: int) -> bytes:
+    if path not in opened:
+        opened[path] = FileSystems.open(path)
+    f = opened[path]
+    f.seek(start)
+    data = f.read(length)
+    if len(data) != length:
+        raise TokenizeError(f"{path}: staged file ends before byte {start + length}")
+    return data
 
 
 def _write(path: str, data: bytes) -> None:
@@ -322,54 +380,72 @@ def _write_json(value, path: str) -> None:
     _write(path, json.dumps(value, sort_keys=True).encode())
 
 
-def _read_json(path: str):
+def _read(path: str) -> bytes:
     with FileSystems.open(path) as f:
-        return json.loads(f.read())
+        return f.read()
 
 
-def build_pipeline(p: beam.Pipeline, files: list[str], bundle: str, config: TokenizeConfig, staging: str) -> None:
-    """Add the tokenize job to ``p``; its results land in ``staging`` as JSON."""
-    encoded = (
+def _read_json(path: str):
+    return json.loads(_read(path))
+
+
+def build_pipeline(
+    p: beam.Pipeline, files: list[str], bundle: str, dtype: str, config: TokenizeConfig, staging: str
+) -> None:
+    """Add the tokenize job to ``p``; its results land in ``staging``: ``stats.json``, a
+    ``.json`` summary next to each shard and ``invalid/*.txt`` for unreadable files.
+
+    Few transforms on purpose: each combine or reshuffle costs the in-process runner
+    ~0.1-0.15 CPU-seconds however little data it moves, so the counts and the piece list
+    are one combine, and shard summaries and problems are files, not collected lists.
+    (``Create`` of more than one file already reshuffles them across workers.)"""
+    from apache_beam.transforms.combiners import SingleInputTupleCombineFn, ToListCombineFn
+
+    collected = (
         p
         | "Files" >> beam.Create(list(enumerate(files)))
-        | "SpreadFiles" >> beam.Reshuffle()
-        | "Encode" >> beam.ParDo(EncodeFile(bundle, config, staging)).with_outputs(INVALID, main="pieces")
+        | "Encode" >> beam.ParDo(EncodeFile(bundle, config, staging))
+        | "Collect" >> beam.CombineGlobally(SingleInputTupleCombineFn(TokenStatsFn(), ToListCombineFn()))
     )
-    pieces = encoded.pieces
-    stats = pieces | "Stats" >> beam.CombineGlobally(TokenStatsFn())
-    shards = (
-        pieces
-        | "Summaries" >> beam.Map(lambda piece: {k: v for k, v in piece.items() if k != "counts"})
-        | "PieceList" >> beam.combiners.ToList()
-        | "AssignShards" >> beam.FlatMap(assign_shards, config.tokens_per_shard)
+    collected | "WriteStats" >> beam.Map(lambda c: _write_json(c[0], FileSystems.join(staging, "stats.json")))
+    (
+        collected
+        | "AssignShards" >> beam.FlatMap(lambda c: assign_shards(c[1], config.tokens_per_shard))
         | "SpreadShards" >> beam.Reshuffle()
-        | "WriteShards" >> beam.ParDo(WriteShard(staging))
+        | "WriteShards" >> beam.ParDo(WriteShard(staging, dtype))
     )
-    stats | "WriteStats" >> beam.Map(_write_json, FileSystems.join(staging, "stats.json"))
-    (
-        shards
-        | "ShardList" >> beam.combiners.ToList()
-        | "WriteShardList" >> beam.Map(_write_json, FileSystems.join(staging, "shards.json"))
-    )
-    (
-        encoded[INVALID]
-        | "InvalidList" >> beam.combiners.ToList()
-        | "WriteInvalid" >> beam.Map(_write_json, FileSystems.join(staging, "invalid.json"))
-    )
+
+
+def _matching(pattern: str) -> list[str]:
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
 def _documents_table(staging: str, shards: list[dict]) -> pa.Table:
-    """Every piece's document rows with their shard and offset in it, sorted by id."""
+    """Every staged document row with its split, token count, shard and offset in it,
+    sorted by id. A stream's pieces are consecutive row ranges, so each row's shard and
+    offset come from its piece by ``np.repeat``, not a loop over documents."""
+    placed: dict[tuple[str, int], list[tuple[dict, int, int]]] = {}
+    paths = [shard["path"] for shard in shards]
+    for number, shard in enumerate(shards):
+        for piece, start in zip(shard["pieces"], shard["piece_starts"]):
+            placed.setdefault((shard["split"], piece["key"][0]), []).append((piece, number, start))
     parts = []
-    for shard in shards:
-        for name, start in zip(shard["pieces"], shard["piece_starts"]):
-            with FileSystems.open(FileSystems.join(staging, name + ".parquet")) as f:
-                part = pq.read_table(io.BytesIO(f.read()))
-            part = part.set_column(part.schema.get_field_index("shard"), "shard",
-                                   pa.array([shard["path"]] * part.num_rows, pa.string()))
-            offset = part.schema.get_field_index("offset")
-            part = part.set_column(offset, "offset", pc.add(part.column("offset"), start))
-            parts.append(part)
+    for (split, file_number), members in sorted(placed.items()):
+        members.sort(key=lambda m: m[0]["row_start"])
+        base = FileSystems.join(staging, stream_name(split, file_number))
+        rows = pa.ipc.open_stream(_read(base + ".arrow")).read_all()
+        sizes = np.frombuffer(_read(base + ".sizes"), dtype=np.int64)
+        counts = [piece["documents"] for piece, _, _ in members]
+        if not rows.num_rows == sizes.size == sum(counts):
+            raise TokenizeError(f"{base}: {rows.num_rows} staged rows, {sizes.size} sizes, {sum(counts)} in pieces")
+        # A document's first token in the stream, moved to where its piece starts in its shard.
+        shift = np.repeat([start - piece["token_start"] for piece, _, start in members], counts)
+        shard = np.repeat([number for _, number, _ in members], counts)
+        parts.append(pa.table({
+            **{column: rows.column(column) for column in ("id", "domain", "source", "corpus")},
+            "split": pa.repeat(split, rows.num_rows), "n_tokens": sizes,
+            "shard": pa.array(paths, pa.string()).take(shard), "offset": np.cumsum(sizes) - sizes + shift,
+        }).cast(DOCUMENTS_SCHEMA))
     table = pa.concat_tables(parts) if parts else DOCUMENTS_SCHEMA.empty_table()
     return table.sort_by("id")
 
@@ -490,14 +566,17 @@ def run_tokenize(
     started = time.monotonic()
     with progress.ProgressReporter("tokenize", PROGRESS_STEPS) if show_progress else contextlib.nullcontext():
         with beam.Pipeline(runner=runner, options=options) as p:
-            build_pipeline(p, files, bundle, config, staging)
-    invalid = _read_json(FileSystems.join(staging, "invalid.json"))
+            build_pipeline(p, files, bundle, tokenizer.dtype.name, config, staging)
+    invalid = [_read(path).decode() for path in _matching(FileSystems.join(staging, INVALID, "*.txt"))]
     if invalid:
         remove_tree(staging)
         more = f" (and {len(invalid) - 1} more problems)" if len(invalid) > 1 else ""
         raise TokenizeError(f"{sorted(invalid)[0]}{more}")
     stats = _read_json(FileSystems.join(staging, "stats.json"))
-    shards = sorted(_read_json(FileSystems.join(staging, "shards.json")), key=lambda s: s["path"])
+    shards = sorted(
+        (_read_json(path) for path in _matching(FileSystems.join(staging, "*", "shard-*.json"))),
+        key=lambda s: s["path"],
+    )
     documents = _documents_table(staging, shards)
     try:
         repeated = repeated_ids(documents)

@@ -182,9 +182,10 @@ class Tokenizer:
 
         return spm.ThreadPool(num_threads or os.cpu_count() or 1)
 
-    def encode(self, texts: list[str], thread_pool=None) -> list[np.ndarray]:
-        """Token ids of each text (int32 arrays, no BOS/EOS), encoded in parallel."""
-        return self.processor.encode(texts, return_type="numpy", thread_pool=thread_pool)
+    def encode(self, texts: list[str], thread_pool=None, add_eos: bool = False) -> list[np.ndarray]:
+        """Token ids of each text (int32 arrays, no BOS; EOS last when ``add_eos``), encoded
+        in parallel. SentencePiece appends the EOS in C++, cheaper than a copy in numpy."""
+        return self.processor.encode(texts, return_type="numpy", thread_pool=thread_pool, add_eos=add_eos)
 
     def decode(self, ids) -> str:
         return self.processor.decode([int(i) for i in ids])

@@ -2,7 +2,7 @@
 throughput against SentencePiece's own batched, multi-threaded encode.
 
     .venv/bin/python tests/benchmarks/bench_tokenizer.py [--clean DIR] [--scales 1 4] [--count-scales 1 4 16]
-        [--vocab-size 32000] [--model-type unigram]
+        [--bundle DIR] [--repeat N] [--vocab-size 32000] [--model-type unigram]
 
 Input: the kept documents of the finance + medical samples (``--clean``: an existing
 ``dapt corpus clean`` output of ``examples/corpora.yaml``; else the job is run first, not
@@ -16,13 +16,25 @@ process, so its peak RSS and CPU time are its own:
 * ``train xN capped``: the same at the largest scale with ``input_sentence_size`` set
   to the 1x sample's sentence count: memory stays at the 1x level however large the input;
 * ``tokenize xN``: ``pipelines.tokenize.run_tokenize`` (embedded in-process runner) with
-  the 1x bundle: read, encode, split, shards, document table, manifest;
-* ``spm xN``: the same texts encoded by ``SentencePieceProcessor.encode`` in batches of
-  the job's ``batch_size`` on one reused thread pool of all cores (what the job's encoder
-  calls), texts already in memory; the Parquet read is timed on its own. The job's
-  throughput over this one is the "tokenize / spm" ratio (target >= 0.9), by wall time
-  and by CPU time (the job's whole process, imports and Beam included, against the
-  encode calls alone).
+  the 1x bundle (or ``--bundle``, which skips training): read, encode, split, shards,
+  document table, manifest;
+* ``spm xN``: the same work done by SentencePiece alone, no Beam: read the same Parquet
+  file in record batches of the job's ``batch_size`` (text column), encode each batch
+  with EOS on one reused thread pool of all cores (the call the job's encoder makes),
+  and write the token ids as one flat array of the job's dtype plus a document-offset
+  index;
+* ``encode xN``: only the encode calls of ``spm xN``, texts already in memory (the
+  figure the previous runs compared against).
+
+The job and ``spm`` are timed alike: wall from the child's start (imports included) and
+the CPU seconds (user + system, all threads) of the whole child process. ``encode`` is
+timed around the encode calls alone. Ratios are throughput ratios (same tokens, so
+``other seconds / job seconds``); the target is tokenize / SentencePiece >= 0.9. Next to
+the per-scale (absolute) ratios, the marginal ratio between two scales compares
+Δtokens / Δseconds on each side, which cancels the fixed start-up of both (Beam's
+imports and pipeline, SentencePiece's imports and model load): the steady-state rate at
+which each side counts additional text. With ``--repeat N`` each measurement runs N
+times, interleaved (job, spm, encode per round), and the median is reported.
 
 Wall and CPU seconds are both reported: on a shared 2-core machine CPU time is steadier.
 """
@@ -33,6 +45,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +94,8 @@ def child(mode: str, spec_json: str) -> None:
         result = {"tokens": manifest["train_tokens"] + manifest["val_tokens"],
                   "documents": manifest["unique_documents"]}
     else:
+        import numpy as np
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         from tokenizer.bundle import load_tokenizer
@@ -88,21 +103,32 @@ def child(mode: str, spec_json: str) -> None:
 
         batch = TokenizeConfig().batch_size
         tokenizer = load_tokenizer(spec["bundle"])
-        read_start = time.perf_counter()
-        texts = pq.read_table(spec["kept"], columns=["text"]).column("text").to_pylist()
-        encode_start, cpu_start = time.perf_counter(), _cpu()
         pool = tokenizer.thread_pool()
-        tokens = 0
-        for i in range(0, len(texts), batch):
-            tokens += sum(a.size for a in tokenizer.encode(texts[i:i + batch], thread_pool=pool))
-        end, cpu_end = time.perf_counter(), _cpu()
-        # Plus one EOS per document, as the job counts.
-        result = {"tokens": tokens + len(texts), "documents": len(texts), "read_s": encode_start - read_start,
-                  "encode_s": end - encode_start, "encode_cpu_s": cpu_end - cpu_start,
-                  "text_mb": sum(len(t.encode()) for t in texts) / 1e6}
+        if mode == "spm":
+            sizes, text_bytes = [], 0
+            files = sorted(Path(spec["kept"]).glob("*.parquet"))
+            with open(spec["out"], "wb") as out:
+                for record_batch in (b for f in files for b in pq.ParquetFile(f).iter_batches(batch, columns=["text"])):
+                    texts = record_batch.column("text").to_pylist()
+                    encoded = tokenizer.encode(texts, thread_pool=pool, add_eos=True)
+                    out.write(np.concatenate(encoded, dtype=tokenizer.dtype, casting="unsafe").tobytes())
+                    sizes.extend(map(len, encoded))
+                    text_bytes += pc.sum(pc.binary_length(record_batch.column("text"))).as_py()
+            offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offsets[1:])
+            np.save(spec["out"] + ".idx.npy", offsets, allow_pickle=False)
+            result = {"tokens": int(offsets[-1]), "documents": len(sizes), "text_mb": text_bytes / 1e6}
+        else:
+            texts = pq.read_table(spec["kept"], columns=["text"]).column("text").to_pylist()
+            encode_start, cpu_start = time.perf_counter(), _cpu()
+            tokens = 0
+            for i in range(0, len(texts), batch):
+                tokens += sum(a.size for a in tokenizer.encode(texts[i:i + batch], thread_pool=pool, add_eos=True))
+            result = {"tokens": tokens, "documents": len(texts), "encode_s": time.perf_counter() - encode_start,
+                      "encode_cpu_s": _cpu() - cpu_start}
     result["seconds"] = time.perf_counter() - start
     result["cpu_seconds"] = _cpu()
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(result))
 
 
@@ -110,6 +136,14 @@ def _cpu() -> float:
     """User + system seconds of this process so far, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. (Not ``ru_maxrss``: Linux carries it over ``exec``, so
+    a child would report at least the parent's peak, the benchmark's input tables.)"""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def measure(mode: str, **spec) -> dict:
@@ -120,12 +154,19 @@ def measure(mode: str, **spec) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median(runs: list[dict]) -> dict:
+    """Each figure's median over repeated runs (figures vary independently)."""
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clean", type=Path, help="a `dapt corpus clean` output of examples/corpora.yaml")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4], help="input sizes for training")
     parser.add_argument("--count-scales", type=int, nargs="+",
                         help="input sizes for token counting (default: --scales)")
+    parser.add_argument("--bundle", type=Path, help="count with this bundle and skip the training runs")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each counting measurement (median)")
     parser.add_argument("--vocab-size", type=int, default=32000)
     parser.add_argument("--model-type", default="unigram", choices=("unigram", "bpe"))
     parser.add_argument("--child", nargs=2, metavar=("MODE", "SPEC"), help=argparse.SUPPRESS)
@@ -143,51 +184,88 @@ def main() -> None:
 
             clean = root / "clean"
             run_clean(load_config(REPO / "examples/corpora.yaml"), str(clean), show_progress=False)
-        scales = sorted(args.scales)
-        count_scales = sorted(args.count_scales or scales)
+        scales = [] if args.bundle else sorted(args.scales)
+        count_scales = sorted(args.count_scales or args.scales)
         kept = {scale: make_input(clean, root, scale) for scale in sorted(set(scales) | set(count_scales))}
         common = {"vocab_size": args.vocab_size, "model_type": args.model_type}
-        train, first_bundle = {}, None
+        train, count_bundle = {}, args.bundle
         for scale in scales:
             bundle = root / f"bundle-x{scale}"
             train[scale] = measure("train", kept=str(kept[scale]), bundle=str(bundle),
                                    input_sentence_size=2_000_000, **common)
-            first_bundle = first_bundle or bundle
+            count_bundle = count_bundle or bundle
             print(f"  done: train x{scale} in {train[scale]['seconds']:.1f}s", file=sys.stderr, flush=True)
-        top = scales[-1]
-        capped = measure("train", kept=str(kept[top]), bundle=str(root / "bundle-capped"),
-                         input_sentence_size=train[scales[0]]["sentences"], **common)
-        print(f"  done: train x{top} capped in {capped['seconds']:.1f}s", file=sys.stderr, flush=True)
-        job, bare = {}, {}
+        if scales:
+            top = scales[-1]
+            capped = measure("train", kept=str(kept[top]), bundle=str(root / "bundle-capped"),
+                             input_sentence_size=train[scales[0]]["sentences"], **common)
+            print(f"  done: train x{top} capped in {capped['seconds']:.1f}s", file=sys.stderr, flush=True)
+        runs: dict[tuple[str, int], list[dict]] = {}
         for scale in count_scales:
-            job[scale] = measure("tokenize", kept=str(kept[scale]), bundle=str(first_bundle),
-                                 out=str(root / f"tok-x{scale}"))
-            bare[scale] = measure("spm", kept=str(kept[scale]), bundle=str(first_bundle))
-            print(f"  done: tokenize x{scale} in {job[scale]['seconds']:.1f}s", file=sys.stderr, flush=True)
+            spec = {"kept": str(kept[scale]), "bundle": str(count_bundle)}
+            for _ in range(args.repeat):
+                runs.setdefault(("tokenize", scale), []).append(
+                    measure("tokenize", **spec, out=str(root / f"tok-x{scale}")))
+                runs.setdefault(("spm", scale), []).append(measure("spm", **spec, out=str(root / f"spm-x{scale}.bin")))
+                runs.setdefault(("encode", scale), []).append(measure("encode", **spec))
+            print(f"  done: counting x{scale}", file=sys.stderr, flush=True)
+    result = {key: median(r) for key, r in runs.items()}
 
-    print(f"\ntraining ({args.model_type}, vocab {args.vocab_size:,}; {os.cpu_count()} cores)")
-    print(f"{'run':<18}{'sentences':>11}{'sample MB':>11}{'sample s':>10}{'train s':>9}{'wall s':>8}{'cpu s':>8}"
-          f"{'peak RSS MB':>13}")
-    rows = [(f"train x{s}", train[s]) for s in scales] + [(f"train x{top} capped", capped)]
-    for name, r in rows:
-        print(f"{name:<18}{r['sentences']:>11,}{r['sample_mb']:>11.1f}{r['sample_s']:>10.1f}{r['train_s']:>9.1f}"
-              f"{r['seconds']:>8.1f}{r['cpu_seconds']:>8.1f}{r['peak_rss_mb']:>13.0f}")
-    print(f"\ntoken counting (bundle x{scales[0]}); spm: the encode alone, texts in memory")
-    print(f"{'run':<14}{'docs':>9}{'text MB':>9}{'tokens':>13}{'wall s':>8}{'cpu s':>8}{'M tok/s':>9}"
-          f"{'peak RSS MB':>13}")
+    if scales:
+        print(f"\ntraining ({args.model_type}, vocab {args.vocab_size:,}; {os.cpu_count()} cores)")
+        print(f"{'run':<18}{'sentences':>11}{'sample MB':>11}{'sample s':>10}{'train s':>9}{'wall s':>8}"
+              f"{'cpu s':>8}{'peak RSS MB':>13}")
+        rows = [(f"train x{s}", train[s]) for s in scales] + [(f"train x{top} capped", capped)]
+        for name, r in rows:
+            print(f"{name:<18}{r['sentences']:>11,}{r['sample_mb']:>11.1f}{r['sample_s']:>10.1f}{r['train_s']:>9.1f}"
+                  f"{r['seconds']:>8.1f}{r['cpu_seconds']:>8.1f}{r['peak_rss_mb']:>13.0f}")
+    print(f"\ntoken counting ({os.cpu_count()} cores, median of {args.repeat}); tokenize and spm: whole process, "
+          "encode: the encode calls alone")
+    print(f"{'run':<14}{'docs':>9}{'text MB':>9}{'tokens':>13}{'wall s':>8}{'cpu s':>8}{'Mtok/wall s':>13}"
+          f"{'Mtok/cpu s':>12}{'peak RSS MB':>13}")
     for scale in count_scales:
-        b, j = bare[scale], job[scale]
-        for name, wall, cpu, r in ((f"spm x{scale}", b["encode_s"], b["encode_cpu_s"], b),
-                                   (f"tokenize x{scale}", j["seconds"], j["cpu_seconds"], j)):
-            print(f"{name:<14}{r['documents']:>9,}{b['text_mb']:>9.1f}{r['tokens']:>13,}{wall:>8.1f}{cpu:>8.1f}"
-                  f"{r['tokens'] / wall / 1e6:>9.2f}{r['peak_rss_mb']:>13.0f}")
-    print()
+        text_mb = result[("spm", scale)]["text_mb"]
+        for mode in ("tokenize", "spm", "encode"):
+            r = result[(mode, scale)]
+            wall, cpu = seconds(r)
+            print(f"{mode + f' x{scale}':<14}{r['documents']:>9,.0f}{text_mb:>9.1f}{r['tokens']:>13,.0f}{wall:>8.2f}"
+                  f"{cpu:>8.2f}{r['tokens'] / wall / 1e6:>13.2f}{r['tokens'] / cpu / 1e6:>12.2f}"
+                  f"{r['peak_rss_mb']:>13.0f}")
+    print("\ntokenize / SentencePiece throughput (target >= 0.9), wall | CPU")
     for scale in count_scales:
-        b, j = bare[scale], job[scale]
-        print(f"x{scale}: tokenize / spm throughput = {b['encode_s'] / j['seconds']:.2f} wall "
-              f"({(b['encode_s'] + b['read_s']) / j['seconds']:.2f} counting spm's Parquet read of "
-              f"{b['read_s']:.1f}s), {b['encode_cpu_s'] / j['cpu_seconds']:.2f} CPU; "
-              f"same token count: {b['tokens'] == j['tokens']}")
+        job = result[("tokenize", scale)]
+        same = all(result[(mode, scale)]["tokens"] == job["tokens"] for mode in ("spm", "encode"))
+        print(f"x{scale:<4} vs spm {ratio(result, 'spm', scale)}   vs encode {ratio(result, 'encode', scale)}"
+              f"   same token count: {same}")
+    for low, high in zip(count_scales, count_scales[1:]):
+        print(f"marginal x{low}->x{high} vs spm {ratio(result, 'spm', high, low)}   "
+              f"vs encode {ratio(result, 'encode', high, low)}   "
+              f"(job {marginal(result, 'tokenize', high, low)}, spm {marginal(result, 'spm', high, low)}, "
+              f"encode {marginal(result, 'encode', high, low)} Mtok/s wall | cpu)")
+
+
+def seconds(r: dict) -> tuple[float, float]:
+    """Wall and CPU seconds of a measurement: the whole child process, or the encode calls."""
+    return (r["encode_s"], r["encode_cpu_s"]) if "encode_s" in r else (r["seconds"], r["cpu_seconds"])
+
+
+def ratio(result: dict, other: str, scale: int, low: int | None = None) -> str:
+    """Throughput of the job over ``other``'s at ``scale`` (or between ``low`` and ``scale``)."""
+    def cost(mode):
+        wall, cpu = seconds(result[(mode, scale)])
+        if low is not None:
+            wall0, cpu0 = seconds(result[(mode, low)])
+            wall, cpu = wall - wall0, cpu - cpu0
+        return wall, cpu
+    (job_wall, job_cpu), (wall, cpu) = cost("tokenize"), cost(other)
+    return f"{wall / job_wall:.2f} | {cpu / job_cpu:.2f}"
+
+
+def marginal(result: dict, mode: str, high: int, low: int) -> str:
+    tokens = result[(mode, high)]["tokens"] - result[(mode, low)]["tokens"]
+    (wall, cpu), (wall0, cpu0) = seconds(result[(mode, high)]), seconds(result[(mode, low)])
+    return f"{tokens / (wall - wall0) / 1e6:.2f} | {tokens / (cpu - cpu0) / 1e6:.2f}"
+
 
 if __name__ == "__main__":
     main()

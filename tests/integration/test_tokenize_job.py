@@ -110,6 +110,36 @@ def test_train_and_validation_are_disjoint_by_document(tokenized):
         assert {r["split"] for r in documents if r["shard"] == shard["path"]} == {shard["split"]}
 
 
+def _documents_in_order(out, manifest):
+    """Each split's (id, tokens) in shard order, read back from the shards."""
+    rows = pq.read_table(out / "documents.parquet").to_pylist()
+    result = {}
+    for shard in manifest["shards"]:
+        tokens, offsets = _read_shard(out, shard, np.dtype(manifest["dtype"]))
+        by_offset = {r["offset"]: r["id"] for r in rows if r["shard"] == shard["path"]}
+        result.setdefault(shard["split"], []).extend(
+            (by_offset[start], tokens[start:end].tobytes()) for start, end in zip(offsets[:-1], offsets[1:])
+        )
+    return result
+
+
+def test_several_kept_files_give_the_same_documents_as_one(tokenized, bundle, tmp_path):
+    """Each file's pieces are staged as one stream per split; the files' documents land
+    in input order, each with its own tokens, however the rows are spread over files."""
+    kept = tokenized["kept"]
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    bounds = [0, 700, 701, kept.num_rows]  # a one-document file in the middle
+    for k, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        pq.write_table(kept.slice(start, end - start), folder / f"part-{k:05d}-of-00003.parquet")
+    out = tmp_path / "out"
+    manifest = run_tokenize([str(folder)], str(bundle), str(out), CONFIG, show_progress=False)
+    assert len(manifest["inputs"][0]["files"]) == 3
+    for key in ("train_tokens", "val_tokens", "train_documents", "val_documents", "by_domain", "by_source"):
+        assert manifest[key] == tokenized["manifest"][key]
+    assert _documents_in_order(out, manifest) == _documents_in_order(tokenized["out"], tokenized["manifest"])
+
+
 def test_rerun_on_the_multiprocess_runner_gives_identical_shards(
     tokenized, clean_subset_for_tokenizer, bundle, tmp_path
 ):

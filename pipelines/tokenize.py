@@ -89,6 +89,8 @@ MANIFEST_FILE = "manifest.json"
 DOCUMENTS_FILE = "documents.parquet"
 INVALID = "invalid"
 PROGRESS_STEPS = ["documents", "tokens", "shards"]
+#: The kept columns each document's row carries into ``documents.parquet``.
+ROW_COLUMNS = ["id", "domain", "source", "corpus"]
 
 DOCUMENTS_SCHEMA = pa.schema(
     [
@@ -130,18 +132,15 @@ class _Stream:
     """One kept file's documents of one split, staged batch by batch: its pieces are
     consecutive ranges of three appended files, not a file each."""
 
-    def __init__(self, base: str):
-        self.base = base
+    def __init__(self, base: str, schema: pa.Schema):
         self.tokens = FileSystems.create(base + ".bin")
         self.sizes = FileSystems.create(base + ".sizes")
-        self.rows_file = self.rows = None
+        self.rows_file = FileSystems.create(base + ".arrow")
+        self.rows = pa.ipc.new_stream(self.rows_file, schema)
         self.token_count = self.row_count = 0
 
     def append(self, tokens: np.ndarray, sizes: np.ndarray, rows: pa.RecordBatch) -> tuple[int, int]:
         """Write one piece; returns where it starts (token, row) in this stream."""
-        if self.rows is None:
-            self.rows_file = FileSystems.create(self.base + ".arrow")
-            self.rows = pa.ipc.new_stream(self.rows_file, rows.schema)
         self.tokens.write(tokens.tobytes())
         self.sizes.write(sizes.tobytes())
         self.rows.write_batch(rows)
@@ -151,11 +150,9 @@ class _Stream:
         return start
 
     def close(self) -> None:
-        if self.rows is not None:
-            self.rows.close()
-            self.rows_file.close()
-        self.tokens.close()
-        self.sizes.close()
+        self.rows.close()
+        for f in (self.rows_file, self.tokens, self.sizes):
+            f.close()
 
 
 class EncodeFile(beam.DoFn):
@@ -218,7 +215,8 @@ class EncodeFile(beam.DoFn):
             rows = np.flatnonzero(member)
             if rows.size:
                 if split not in streams:
-                    streams[split] = _Stream(FileSystems.join(self.staging, stream_name(split, key[0])))
+                    base = FileSystems.join(self.staging, stream_name(split, key[0]))
+                    streams[split] = _Stream(base, pa.schema([batch.schema.field(c) for c in ROW_COLUMNS]))
                 yield self._piece(streams[split], split, key, batch, encoded, sizes, rows)
         progress.count("documents", len(encoded))
         progress.count("tokens", int(sizes.sum()))
@@ -229,7 +227,7 @@ class EncodeFile(beam.DoFn):
         # Ids are below the vocabulary size, so the unsafe cast to uint16/uint32 is exact.
         tokens = np.concatenate(encoded if whole else [encoded[i] for i in rows],
                                 dtype=self.tokenizer.dtype, casting="unsafe")
-        picked = batch.select(["id", "domain", "source", "corpus"])
+        picked = batch.select(ROW_COLUMNS)
         if not whole:
             picked = picked.take(pa.array(rows))
             sizes = sizes[rows]
@@ -442,7 +440,7 @@ def _documents_table(staging: str, shards: list[dict]) -> pa.Table:
         shift = np.repeat([start - piece["token_start"] for piece, _, start in members], counts)
         shard = np.repeat([number for _, number, _ in members], counts)
         parts.append(pa.table({
-            **{column: rows.column(column) for column in ("id", "domain", "source", "corpus")},
+            **{column: rows.column(column) for column in ROW_COLUMNS},
             "split": pa.repeat(split, rows.num_rows), "n_tokens": sizes,
             "shard": pa.array(paths, pa.string()).take(shard), "offset": np.cumsum(sizes) - sizes + shift,
         }).cast(DOCUMENTS_SCHEMA))

@@ -11,6 +11,10 @@ Flow (each box its own transform; per-document logic lives in :mod:`pipelines.st
 The embedded default runs in-process on Beam's FnApiRunner (what the DirectRunner picks
 for batch pipelines) and is chosen explicitly, so no Prism binary download is ever
 attempted. Any other Beam pipeline option passes through unchanged.
+
+Documents move in batches (:mod:`pipelines.batch`): the reader cuts each file into
+batches of :data:`~pipelines.batch.BATCH_SIZE` documents, every step runs over a whole
+batch, and only quarantine records travel one by one.
 """
 
 from __future__ import annotations
@@ -19,19 +23,21 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
+import xxhash
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import output, progress
+from pipelines.batch import BATCH_SIZE, DocBatch
 from pipelines.config import CleanConfig, CorpusConfig, PipelineConfig
 from pipelines.dedup import ExactDedup, NearDedup, check_index_parts, index_table, read_index
 from pipelines.read import QUARANTINE, CorpusReader, list_files
-from pipelines.stats import StatsCombineFn, check_accounting, summarize
+from pipelines.stats import StatsCombineFn, check_accounting, partial_stats
 from pipelines.steps.base import Doc
 from pipelines.steps.boilerplate import RemoveBoilerplate, distinct_lines, frequent_lines
 from pipelines.steps.counts import CountDocument
@@ -76,9 +82,9 @@ class CountingDoFn(beam.DoFn):
         self._pending: Counter[str] = Counter()
         self._since = 0
 
-    def count(self, step: str) -> None:
-        self._pending[step] += 1
-        self._since += 1
+    def count(self, step: str, n: int = 1) -> None:
+        self._pending[step] += n
+        self._since += n
         if self._since >= self.every:
             self._flush()
 
@@ -92,24 +98,45 @@ class CountingDoFn(beam.DoFn):
         self._since = 0
 
 
+@beam.typehints.with_output_types(DocBatch)
 class ReadFiles(CountingDoFn):
-    def __init__(self, corpora: dict[str, CorpusConfig]):
+    """One file's documents in batches; its unreadable records one by one, tagged."""
+
+    def __init__(self, corpora: dict[str, CorpusConfig], batch_size: int = BATCH_SIZE):
         self.corpora = corpora
+        self.batch_size = batch_size
 
     def process(self, task: tuple[str, str]):
         corpus_name, path = task
+        batch = []
         for kind, item in CorpusReader(self.corpora[corpus_name]).read(path):
             self.count("read")
-            yield item if kind == "doc" else beam.pvalue.TaggedOutput(QUARANTINE, item)
+            if kind != "doc":
+                yield beam.pvalue.TaggedOutput(QUARANTINE, item)
+                continue
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                yield DocBatch(batch)
+                batch = []
+        if batch:
+            yield DocBatch(batch)
 
 
+@beam.typehints.with_output_types(DocBatch)
 class QuarantineDuplicateIds(beam.DoFn):
     """Ids must be unique (dedup and the Parquet outputs join on them): the first
     occurrence by (file, position) wins, later ones are quarantined."""
 
-    def process(self, doc: Doc, repeats: dict):
-        first = repeats.get(doc["id"])
-        if first is not None and first != doc["_origin"]:
+    def process(self, batch: DocBatch, repeats: dict):
+        if not repeats:
+            yield batch
+            return
+        unique = []
+        for doc in batch.docs:
+            first = repeats.get(doc["id"])
+            if first is None or first == doc["_origin"]:
+                unique.append(doc)
+                continue
             path, position = doc["_origin"]
             yield beam.pvalue.TaggedOutput(
                 QUARANTINE,
@@ -118,15 +145,33 @@ class QuarantineDuplicateIds(beam.DoFn):
                     "error": f"duplicate id {doc['id']!r} (first at {first[0]}:{first[1]})", "raw": doc["text"][:500],
                 },
             )
-        else:
-            yield doc
+        if unique:
+            yield DocBatch(unique)
 
 
-def _first_origin(kv):
-    doc_id, origins = kv
-    origins = sorted(origins)
-    if len(origins) > 1:
-        yield doc_id, origins[0]
+#: Ids are checked in this many groups, each one key of a shuffle: enough for a
+#: distributed runner to spread the check over workers, few enough that a batch sends a
+#: handful of elements rather than one per document.
+ID_GROUPS = 16
+
+
+def _ids_by_group(batch: DocBatch) -> Iterator[tuple[int, list[tuple[str, tuple[str, int]]]]]:
+    groups: dict[int, list[tuple[str, tuple[str, int]]]] = {}
+    for doc in batch.docs:
+        groups.setdefault(xxhash.xxh64_intdigest(doc["id"].encode()) % ID_GROUPS, []).append((doc["id"], doc["_origin"]))
+    return iter(groups.items())
+
+
+def _repeated_ids(group) -> Iterator[tuple[str, tuple[str, int]]]:
+    """Each id of the group read more than once, with its first (file, position)."""
+    _, parts = group
+    origins: dict[str, list[tuple[str, int]]] = {}
+    for part in parts:
+        for doc_id, origin in part:
+            origins.setdefault(doc_id, []).append(origin)
+    for doc_id, found in origins.items():
+        if len(found) > 1:
+            yield doc_id, min(found)
 
 
 class FrequentLines(beam.CombineFn):
@@ -147,9 +192,10 @@ class FrequentLines(beam.CombineFn):
     def create_accumulator(self) -> tuple[Counter, Counter]:
         return Counter(), Counter()
 
-    def add_input(self, acc, doc: Doc):
-        acc[0][(doc["domain"], doc["source"])] += 1
-        acc[1].update(distinct_lines(doc, self.min_chars[doc["domain"]]))
+    def add_input(self, acc, batch: DocBatch):
+        for doc in batch.docs:
+            acc[0][(doc["domain"], doc["source"])] += 1
+            acc[1].update(distinct_lines(doc, self.min_chars[doc["domain"]]))
         return acc
 
     def merge_accumulators(self, accs):
@@ -165,24 +211,28 @@ class FrequentLines(beam.CombineFn):
         return frequent_lines(lines.items(), docs, self.thresholds)
 
 
+@beam.typehints.with_output_types(DocBatch)
 class ApplyTransform(CountingDoFn):
-    """Runs one :class:`~pipelines.steps.base.Transform` and counts it."""
+    """Runs one :class:`~pipelines.steps.base.Transform` over each document of a batch
+    and counts it."""
 
     def __init__(self, step):
         self.step = step
 
-    def process(self, doc: Doc, *side_inputs):
-        doc = self.step(doc, *side_inputs)
-        self.count(self.step.name)
-        yield doc
+    def process(self, batch: DocBatch, *side_inputs):
+        step = self.step
+        yield DocBatch([step(doc, *side_inputs) for doc in batch.docs])
+        self.count(step.name, len(batch))
 
 
+@beam.typehints.with_output_types(DocBatch)
 class CountKept(CountingDoFn):
-    def process(self, doc: Doc):
-        self.count("kept")
-        yield doc
+    def process(self, batch: DocBatch):
+        self.count("kept", len(batch))
+        yield batch
 
 
+@beam.typehints.with_output_types(DocBatch, **{REJECTED: DocBatch})
 class ApplyDomainSteps(CountingDoFn):
     """Quality filters, then language, then PII redaction, with each domain's profile.
 
@@ -200,35 +250,45 @@ class ApplyDomainSteps(CountingDoFn):
             steps = self._steps[domain] = domain_steps(self.config, domain)
         return steps
 
-    def process(self, doc: Doc):
-        steps = self._for(doc["domain"])
+    def process(self, batch: DocBatch):
+        kept, rejected = [], []
+        for doc in batch.docs:
+            steps = self._for(doc["domain"])
+            verdict = self._verdict(steps, doc)
+            if verdict is None:
+                if steps.pii is not None:
+                    doc = steps.pii(doc)
+                    self.count("pii")
+                kept.append(doc)
+            else:
+                doc["reason"], doc["reason_detail"] = verdict
+                self.count(f"rejected_{verdict[0]}")
+                rejected.append(doc)
+        if kept:
+            yield DocBatch(kept)
+        if rejected:
+            yield beam.pvalue.TaggedOutput(REJECTED, DocBatch(rejected))
+
+    def _verdict(self, steps: DomainSteps, doc: Doc) -> tuple[str, str] | None:
+        """``(reason, detail)`` of the first quality filter or the language check that
+        drops the document, else ``None``."""
         for step in steps.filters:
             verdict = step.check(doc)
             if verdict is not None:
-                yield self._reject(doc, *verdict)
-                return
+                return verdict
         self.count("filters")
         verdict = steps.language.check(doc)
-        if verdict is not None:
-            yield self._reject(doc, *verdict)
-            return
-        self.count("language")
-        if steps.pii is not None:
-            doc = steps.pii(doc)
-            self.count("pii")
-        yield doc
-
-    def _reject(self, doc: Doc, reason: str, detail: str):
-        doc["reason"] = reason
-        doc["reason_detail"] = detail
-        self.count(f"rejected_{reason}")
-        return beam.pvalue.TaggedOutput(REJECTED, doc)
+        if verdict is None:
+            self.count("language")
+        return verdict
 
 
 class WriteShards(beam.PTransform):
-    """Deterministic Parquet shards of one output kind (see :mod:`pipelines.output`).
+    """Deterministic Parquet shards of one output kind (see :mod:`pipelines.output`), from
+    a PCollection of :class:`DocBatch` (``kept``, ``rejected``) or of quarantine records.
 
-    ``shards`` is a singleton PCollection with the shard count. It is derived from the
+    Each batch's rows are grouped by shard before the shuffle, so it moves one element
+    per (batch, shard) rather than one per row. ``shards`` is a singleton PCollection with the shard count. It is derived from the
     input record count, which is known long before the documents reach this step, so
     the keying fuses with the step that produces them instead of making every document
     wait (and be encoded once more) for a count of its own output.
@@ -246,18 +306,23 @@ class WriteShards(beam.PTransform):
         shards = beam.pvalue.AsSingleton(self.shards)
         return (
             items
-            | "Key" >> beam.Map(_keyed_row, kind, shards)
+            | "Key" >> beam.FlatMap(_rows_by_shard, kind, shards)
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.Map(
-                lambda kv, n: output.write_shard(self.directory, kind, kv[0], n, list(kv[1]), self.compression),
+                lambda kv, n: output.write_shard(
+                    self.directory, kind, kv[0], n, [row for rows in kv[1] for row in rows], self.compression
+                ),
                 shards,
             )
         )
 
 
-def _keyed_row(item: dict, kind: str, shards: int) -> tuple[int, dict]:
-    row = item if kind == "quarantine" else output.doc_row(item, kind)
-    return output.shard_of(output.row_key(kind, row), shards), row
+def _rows_by_shard(item, kind: str, shards: int) -> Iterator[tuple[int, list[dict]]]:
+    rows = [item] if kind == "quarantine" else [output.doc_row(doc, kind) for doc in item.docs]
+    by_shard: dict[int, list[dict]] = {}
+    for row in rows:
+        by_shard.setdefault(output.shard_of(output.row_key(kind, row), shards), []).append(row)
+    return iter(by_shard.items())
 
 
 class WriteIndex(beam.PTransform):
@@ -275,8 +340,7 @@ class WriteIndex(beam.PTransform):
     def expand(self, kept):
         return (
             kept
-            | "Batch" >> beam.BatchElements(min_batch_size=4096, max_batch_size=4096)
-            | "Rows" >> beam.Map(index_table, self.hasher)
+            | "Rows" >> beam.Map(lambda batch, hasher: index_table(batch.docs, hasher), self.hasher)
             | "Gather" >> beam.combiners.ToList()
             | "Write" >> beam.Map(self._write)
         )
@@ -317,9 +381,9 @@ def build_pipeline(
 
     repeats = (
         read.docs
-        | "IdOrigin" >> beam.Map(lambda d: (d["id"], d["_origin"]))
+        | "IdOrigins" >> beam.FlatMap(_ids_by_group)
         | "GroupIds" >> beam.GroupByKey()
-        | "RepeatedIds" >> beam.FlatMap(_first_origin)
+        | "RepeatedIds" >> beam.FlatMap(_repeated_ids)
     )
     marked = (
         read.docs
@@ -361,7 +425,7 @@ def build_pipeline(
     # different stages materializes its inputs.
     shards = (
         [
-            read.docs | "OneDoc" >> beam.Map(lambda _: 1),
+            read.docs | "Docs" >> beam.Map(len),
             read[QUARANTINE] | "OneBad" >> beam.Map(lambda _: 1),
             unmatched_paths | "OneMissing" >> beam.Map(lambda _: 1),
         ]
@@ -373,15 +437,15 @@ def build_pipeline(
     rejected | WriteShards("rejected", staging, shards, clean.compression)
     quarantined | WriteShards("quarantine", staging, shards, clean.compression)
 
-    summaries = [
-        read.docs | "SumInput" >> beam.Map(lambda d: summarize("input", d)),
-        read[QUARANTINE] | "SumInputQ" >> beam.Map(lambda q: summarize("input", q)),
-        unmatched_paths | "SumInputMissing" >> beam.Map(lambda q: summarize("input", q)),
-        kept | "SumKept" >> beam.Map(lambda d: summarize("kept", d)),
-        rejected | "SumRejected" >> beam.Map(lambda d: summarize("rejected", d)),
-        quarantined | "SumQuarantined" >> beam.Map(lambda q: summarize("quarantined", q)),
+    partials = [
+        read.docs | "StatsInput" >> beam.Map(lambda b: partial_stats("input", b.docs)),
+        read[QUARANTINE] | "StatsInputQ" >> beam.Map(lambda q: partial_stats("input", [q])),
+        unmatched_paths | "StatsInputMissing" >> beam.Map(lambda q: partial_stats("input", [q])),
+        kept | "StatsKept" >> beam.Map(lambda b: partial_stats("kept", b.docs)),
+        rejected | "StatsRejected" >> beam.Map(lambda b: partial_stats("rejected", b.docs)),
+        quarantined | "StatsQuarantined" >> beam.Map(lambda q: partial_stats("quarantined", [q])),
     ]
-    return summaries | "AllSummaries" >> beam.Flatten() | "Stats" >> beam.CombineGlobally(StatsCombineFn())
+    return partials | "AllStats" >> beam.Flatten() | "Stats" >> beam.CombineGlobally(StatsCombineFn())
 
 
 def pipeline_options(beam_args: list[str] | None) -> tuple[PipelineOptions, object]:

@@ -1,10 +1,11 @@
 """Exact and near-duplicate removal as Beam transforms.
 
-Both transforms take a PCollection of document dicts (see :mod:`pipelines.steps.base`;
-they read ``id`` and ``text``, add ``content_hash`` (exact) or ``signature`` (near) and
-pass every other key through untouched) and return the
-``DoOutputsTuple`` of their final ``ParDo``: ``result.kept`` (the main output) and
-``result.rejected`` (a tagged output), both PCollections of documents. A rejected
+Both transforms take a PCollection of :class:`~pipelines.batch.DocBatch` (batches of
+document dicts, see :mod:`pipelines.steps.base`; they read ``id`` and ``text``, add
+``content_hash`` (exact) or ``signature`` (near) and pass every other key through
+untouched) and return the ``DoOutputsTuple`` of their final ``ParDo``: ``result.kept``
+(the main output) and ``result.rejected`` (a tagged output), both PCollections of
+batches, none of them empty. A rejected
 document gets ``reason`` and ``reason_detail``; nothing is dropped silently, so
 ``kept + rejected == input``.
 
@@ -45,10 +46,9 @@ Shape of both transforms
 
 Costs on the in-process DirectRunner
     There, each stage has a fixed setup cost and every materialised PCollection is
-    encoded and decoded, so both transforms move batches: the documents are grouped
-    (``batch_size``) before the barrier and wait as :class:`_DocBatch` objects, pickled
-    whole by :class:`_DocBatchCoder`, and the shuffles carry one element per (batch,
-    shard) or (batch, band, shard). ``num_shards`` spreads the hash and band groups over
+    encoded and decoded, so both transforms move batches (:mod:`pipelines.batch`): the
+    documents wait as whole batches, one pickle each, and the shuffles carry one element
+    per (batch, shard) or (batch, band, shard). ``num_shards`` spreads the hash and band groups over
     that many keys: 1 suits one process, a distributed runner wants enough to keep each
     group small.
 """
@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -68,6 +67,7 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import output
+from pipelines.batch import BATCH_SIZE, DocBatch
 from pipelines.config import ConfigError
 from pipelines.steps.base import Doc
 from pipelines.steps.minhash import (
@@ -85,7 +85,6 @@ REJECTED = "rejected"
 # The near-duplicate threshold that the corpora README measures with and the tests check:
 # Jaccard >= 0.8 on word 5-gram shingles.
 NEAR_THRESHOLD = 0.8
-BATCH_SIZE = 512
 
 # ``(-len(text), id)`` for a document of this run, ``(EARLIER, id, part)`` for one kept
 # by an earlier run (``part``: its index file's position in the list given).
@@ -116,65 +115,26 @@ def _kept_by(key: Key, parts: Sequence[str], jaccard: str = "") -> str:
     return f"duplicate of {key[1]}{' (' + jaccard + ')' if jaccard else ''}"
 
 
-class _DocBatch:
-    """Documents moved between stages as one object (see :class:`_DocBatchCoder`)."""
-
-    __slots__ = ("docs",)
-
-    def __init__(self, docs: list[Doc]) -> None:
-        self.docs = docs
-
-
-class _DocBatchCoder(beam.coders.Coder):
-    """One pickle per batch, and a size estimate that does not encode.
-
-    Beam samples element sizes on every PCollection, fused or not, and always samples the
-    first ten elements; the default estimate encodes the element, which for batches of
-    whole documents nearly doubled the time spent pickling.
-    """
-
-    def encode(self, value: _DocBatch) -> bytes:
-        return pickle.dumps(value.docs, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def decode(self, encoded: bytes) -> _DocBatch:
-        return _DocBatch(pickle.loads(encoded))
-
-    def estimate_size(self, value: _DocBatch) -> int:
-        return sum(len(doc["text"]) for doc in value.docs)
-
-    def is_deterministic(self) -> bool:
-        return False
-
-    def to_type_hint(self):
-        return _DocBatch
-
-
-beam.coders.registry.register_coder(_DocBatch, _DocBatchCoder)
-
-
-def _batched(docs: beam.PCollection, batch_size: int) -> beam.PCollection:
-    return (
-        docs
-        | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
-        | "Wrap" >> beam.Map(_DocBatch).with_output_types(_DocBatch)
-    )
-
-
+@beam.typehints.with_output_types(DocBatch, **{REJECTED: DocBatch})
 class _Route(beam.DoFn):
-    """Unbatch, rejecting the documents whose id is in the decisions side input."""
+    """Split each batch into its kept documents (main output) and, as a tagged batch, the
+    ones whose id is in the decisions side input."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def process(self, batch: _DocBatch, rejected: dict[str, str]) -> Iterator[Any]:
+    def process(self, batch: DocBatch, rejected: dict[str, str]) -> Iterator[Any]:
+        kept, dropped = [], []
         for doc in batch.docs:
             detail = rejected.get(doc["id"])
             if detail is None:
-                yield doc
+                kept.append(doc)
             else:
-                yield pvalue.TaggedOutput(
-                    REJECTED, {**doc, "reason": self.reason, "reason_detail": detail}
-                )
+                dropped.append({**doc, "reason": self.reason, "reason_detail": detail})
+        if kept:
+            yield DocBatch(kept)
+        if dropped:
+            yield pvalue.TaggedOutput(REJECTED, DocBatch(dropped))
 
 
 def _routed(batches: beam.PCollection, reason: str, rejected: beam.PCollection):
@@ -194,16 +154,13 @@ class ExactDedup(beam.PTransform):
     kept by earlier runs join the groups and win them.
     """
 
-    def __init__(self, batch_size: int = BATCH_SIZE, num_shards: int = 1, earlier: Earlier | None = None) -> None:
+    def __init__(self, num_shards: int = 1, earlier: Earlier | None = None) -> None:
         super().__init__()
-        self.batch_size = batch_size
         self.num_shards = num_shards
         self.earlier = earlier
 
-    def expand(self, docs: beam.PCollection) -> pvalue.DoOutputsTuple:
-        hashed = _batched(docs, self.batch_size) | "ContentHash" >> beam.Map(
-            _with_content_hash
-        ).with_output_types(_DocBatch)
+    def expand(self, batches: beam.PCollection) -> pvalue.DoOutputsTuple:
+        hashed = batches | "ContentHash" >> beam.Map(_with_content_hash).with_output_types(DocBatch)
         hash_parts = hashed | "HashParts" >> beam.FlatMap(_hash_parts, self.num_shards)
         parts: Sequence[str] = ()
         if self.earlier is not None:
@@ -220,11 +177,11 @@ class ExactDedup(beam.PTransform):
         return _routed(hashed, "duplicate_exact", rejected)
 
 
-def _with_content_hash(batch: _DocBatch) -> _DocBatch:
-    return _DocBatch([{**doc, "content_hash": content_hash(doc["text"])} for doc in batch.docs])
+def _with_content_hash(batch: DocBatch) -> DocBatch:
+    return DocBatch([{**doc, "content_hash": content_hash(doc["text"])} for doc in batch.docs])
 
 
-def _hash_parts(batch: _DocBatch, num_shards: int) -> Iterator[tuple[int, list[tuple[str, Key]]]]:
+def _hash_parts(batch: DocBatch, num_shards: int) -> Iterator[tuple[int, list[tuple[str, Key]]]]:
     return _by_hash_shard(((doc["content_hash"], keep_key(doc)) for doc in batch.docs), num_shards)
 
 
@@ -316,7 +273,6 @@ class NearDedup(beam.PTransform):
         hasher: MinHasher | None = None,
         threshold: float = NEAR_THRESHOLD,
         screen: float = 0.1,
-        batch_size: int = BATCH_SIZE,
         num_shards: int = 1,
         earlier: Earlier | None = None,
     ) -> None:
@@ -324,12 +280,11 @@ class NearDedup(beam.PTransform):
         self.hasher = hasher or MinHasher()
         self.threshold = threshold
         self.screen = screen
-        self.batch_size = batch_size
         self.num_shards = num_shards
         self.earlier = earlier
 
-    def expand(self, docs: beam.PCollection) -> pvalue.DoOutputsTuple:
-        signing = _batched(docs, self.batch_size) | "Sign" >> beam.ParDo(_Sign(self.hasher)).with_outputs(
+    def expand(self, batches: beam.PCollection) -> pvalue.DoOutputsTuple:
+        signing = batches | "Sign" >> beam.ParDo(_Sign(self.hasher)).with_outputs(
             _SIGNED, main="batches"
         )
         signed = signing[_SIGNED]
@@ -386,7 +341,7 @@ def near_duplicate_rejections(
     benchmark's near dedup, and a check that the Beam graph adds nothing to them.
     """
     signed = [
-        _sign_batch(_DocBatch(list(docs[i : i + batch_size])), hasher)
+        _sign_batch(DocBatch(list(docs[i : i + batch_size])), hasher)
         for i in range(0, len(docs), batch_size)
     ]
     by_band: dict[tuple[int, int], list] = {}
@@ -410,21 +365,22 @@ _Signed = tuple[list[Key], np.ndarray, np.ndarray, np.ndarray]
 _SIGNED = "signed"
 
 
-def _sign_batch(batch: _DocBatch, hasher: MinHasher) -> _Signed:
+def _sign_batch(batch: DocBatch, hasher: MinHasher) -> _Signed:
     stacked, starts = hasher.stacked_shingle_hashes([d["text"] for d in batch.docs])
     keys = [keep_key(d) for d in batch.docs]
     return keys, hasher.signatures_of_stacked(stacked, starts), stacked, starts
 
 
+@beam.typehints.with_output_types(DocBatch)
 class _Sign(beam.DoFn):
     """:func:`_sign_batch`; the batch goes on with each document's signature on it."""
 
     def __init__(self, hasher: MinHasher) -> None:
         self.hasher = hasher
 
-    def process(self, batch: _DocBatch) -> Iterator[Any]:
+    def process(self, batch: DocBatch) -> Iterator[Any]:
         signed = _sign_batch(batch, self.hasher)
-        yield _DocBatch([{**doc, "signature": sig} for doc, sig in zip(batch.docs, signed[1])])
+        yield DocBatch([{**doc, "signature": sig} for doc, sig in zip(batch.docs, signed[1])])
         yield pvalue.TaggedOutput(_SIGNED, signed)
 
 

@@ -16,6 +16,7 @@ parsed have no ``source``; they count under their corpus name in ``by_source``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -38,7 +39,7 @@ class Summary(NamedTuple):
 
 
 def summarize(kind: str, item: dict) -> Summary:
-    """The small record the stats combiner needs, so whole texts are not shuffled.
+    """The small record :func:`partial_stats` folds, one per document or quarantine record.
 
     ``item`` is a document or a quarantine record; ``input`` items are whatever the
     reader emitted, so a record quarantined at read time counts as input too.
@@ -64,8 +65,40 @@ def _group() -> dict[str, int]:
     return {"input": 0, "kept": 0, "rejected": 0, "quarantined": 0, "chars": 0, "words": 0}
 
 
+def partial_stats(kind: str, items: Iterable[dict]) -> dict[str, Any]:
+    """The stats of ``items``, all of one kind (as in :func:`summarize`): what goes to
+    :class:`StatsCombineFn`, one per batch of documents, so that neither texts nor a
+    record per document travel to the combiner."""
+    acc = StatsCombineFn().create_accumulator()
+    for item in items:
+        _add(acc, summarize(kind, item))
+    return acc
+
+
+def _add(acc: dict[str, Any], summary: Summary) -> None:
+    kind = summary.kind
+    for key, table in ((summary.domain, acc["by_domain"]), (summary.source, acc["by_source"])):
+        group = table.setdefault(key, _group())
+        group[kind] += 1
+        group["chars"] += summary.chars
+        group["words"] += summary.words
+    if kind == "rejected":
+        acc["rejected"][summary.reason] += 1
+    else:
+        acc[kind] += 1
+    if kind == "input":
+        acc["files"][summary.file] += 1
+    elif kind == "quarantined" and summary.reason:
+        acc["unreadable_files"][summary.file] = summary.reason
+    elif kind == "kept":
+        acc["chars"] += summary.chars
+        acc["words"] += summary.words
+        acc["pii_redacted"].update(summary.pii or {})
+        acc["boilerplate_lines_removed"] += summary.boilerplate_lines
+
+
 class StatsCombineFn(beam.CombineFn):
-    """Folds :func:`summarize` tuples into the ``stats.json`` dictionary."""
+    """Merges :func:`partial_stats` into the ``stats.json`` dictionary."""
 
     def create_accumulator(self) -> dict[str, Any]:
         return {
@@ -75,27 +108,8 @@ class StatsCombineFn(beam.CombineFn):
             "unreadable_files": {},
         }
 
-    def add_input(self, acc, summary: Summary):
-        kind = summary.kind
-        for key, table in ((summary.domain, acc["by_domain"]), (summary.source, acc["by_source"])):
-            group = table.setdefault(key, _group())
-            group[kind] += 1
-            group["chars"] += summary.chars
-            group["words"] += summary.words
-        if kind == "rejected":
-            acc["rejected"][summary.reason] += 1
-        else:
-            acc[kind] += 1
-        if kind == "input":
-            acc["files"][summary.file] += 1
-        elif kind == "quarantined" and summary.reason:
-            acc["unreadable_files"][summary.file] = summary.reason
-        elif kind == "kept":
-            acc["chars"] += summary.chars
-            acc["words"] += summary.words
-            acc["pii_redacted"].update(summary.pii or {})
-            acc["boilerplate_lines_removed"] += summary.boilerplate_lines
-        return acc
+    def add_input(self, acc, partial: dict[str, Any]):
+        return self.merge_accumulators([acc, partial])
 
     def merge_accumulators(self, accumulators):
         merged = self.create_accumulator()

@@ -24,6 +24,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from conftest import FINANCE, MEDICAL, read_jsonl_gz
 from pipelines import output
+from pipelines.batch import BATCH_SIZE, Batched, DocBatch
 from pipelines.dedup import (
     DedupIndexError,
     ExactDedup,
@@ -208,15 +209,17 @@ class _Collect(beam.DoFn):
     def __init__(self, tag: str) -> None:
         self.tag = tag
 
-    def process(self, doc):
-        _COLLECTED[self.tag].append(doc)
+    def process(self, batch: DocBatch):
+        assert batch.docs, "the transforms pass on no empty batch"
+        _COLLECTED[self.tag].extend(batch.docs)
 
 
 def _run_small(docs: list[dict], index: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
     _COLLECTED.clear()
     with beam.Pipeline(runner=FnApiRunner()) as p:
         earlier = read_index(p, index) if index else None
-        exact = p | beam.Create(docs or [{}]) | beam.Filter(bool) | "Exact" >> ExactDedup(earlier=earlier)
+        batches = p | beam.Create(docs or [{}]) | beam.Filter(bool) | Batched(batch_size=4)
+        exact = batches | "Exact" >> ExactDedup(earlier=earlier)
         near = exact.kept | "Near" >> NearDedup(earlier=earlier)
         exact.rejected | "CollectExact" >> beam.ParDo(_Collect("exact"))
         near.rejected | "CollectNear" >> beam.ParDo(_Collect("near"))
@@ -309,7 +312,7 @@ def test_earlier_near_duplicate_is_judged_by_the_signature_estimate(tmp_path):
     _COLLECTED.clear()
     with beam.Pipeline(runner=FnApiRunner()) as p:
         earlier = read_index(p, (part,))
-        near = p | beam.Create(similar[1:]) | NearDedup(hasher, screen=0.0, earlier=earlier)
+        near = p | beam.Create(similar[1:]) | Batched() | NearDedup(hasher, screen=0.0, earlier=earlier)
         near.rejected | "CollectNear" >> beam.ParDo(_Collect("near"))
     joined = {d["id"] for d in _COLLECTED["near"]}
     expected = {str(i) for i in range(1, 6) if estimate_jaccard(sigs[0], sigs[i]) >= NEAR}
@@ -369,7 +372,7 @@ def _shuffled_samples(seed: int) -> list[dict]:
     return docs
 
 
-def _run_dedup(seed: int, **options) -> dict[str, list[dict]]:
+def _run_dedup(seed: int, batch_size: int = BATCH_SIZE, **options) -> dict[str, list[dict]]:
     """ExactDedup then NearDedup on both samples, on the in-process FnApiRunner.
 
     The runner is named outright: ``runner="DirectRunner"`` would first try to download
@@ -379,7 +382,7 @@ def _run_dedup(seed: int, **options) -> dict[str, list[dict]]:
     _COLLECTED.clear()
     with beam.Pipeline(runner=FnApiRunner()) as p:
         docs = p | beam.Create([seed]) | beam.FlatMap(_shuffled_samples)
-        exact = docs | "Exact" >> ExactDedup(**options)
+        exact = docs | Batched(batch_size) | "Exact" >> ExactDedup(**options)
         near = exact.kept | "Near" >> NearDedup(**options)
         exact.rejected | "CollectExact" >> beam.ParDo(_Collect("exact"))
         near.rejected | "CollectNear" >> beam.ParDo(_Collect("near"))

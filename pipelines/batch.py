@@ -1,0 +1,105 @@
+"""Documents travel through the cleaning job in batches: one Beam element per batch.
+
+The in-process runner pays a fixed cost per element and per transform (decoding,
+dispatch through the fused operations, output counters and size sampling), and every
+stage boundary (a side-input wait, a shuffle) encodes and decodes each element. With one
+element per document that overhead was about 40 % on top of the per-document work on the
+samples (``tests/benchmarks/bench_corpus.py``); with one per batch it is paid once per
+batch. A batch is a plain list of document dicts (see :mod:`pipelines.steps.base`)
+wrapped in :class:`DocBatch`, so that Beam picks :class:`DocBatchCoder`: one pickle for
+the whole list.
+
+A batch holds documents of one input file (the reader cuts them), or what a step kept
+of one incoming batch; batches are never merged, so their number stays that of the
+reader's and a step that drops most of a batch simply passes a short one on. Nothing
+in the output depends on how documents are batched: every decision (boilerplate votes,
+dedup groups, shard assignment, row order in a shard) is a function of the documents
+alone.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+
+import apache_beam as beam
+
+from pipelines.steps.base import Doc
+
+#: Documents per batch: large enough that per-element costs vanish next to the work on
+#: the documents, small enough that a file's batches spread over workers.
+BATCH_SIZE = 512
+
+
+class DocBatch:
+    """Documents moved between stages as one element (see :class:`DocBatchCoder`)."""
+
+    __slots__ = ("docs",)
+
+    def __init__(self, docs: list[Doc]) -> None:
+        self.docs = docs
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+
+class DocBatchCoder(beam.coders.Coder):
+    """One pickle per batch, and a size estimate that does not encode.
+
+    Beam samples element sizes on every PCollection, fused or not, and always samples the
+    first ten elements; the default estimate encodes the element, which for batches of
+    whole documents nearly doubled the time spent pickling.
+    """
+
+    def encode(self, value: DocBatch) -> bytes:
+        return pickle.dumps(value.docs, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> DocBatch:
+        return DocBatch(pickle.loads(encoded))
+
+    def estimate_size(self, value: DocBatch) -> int:
+        return sum(len(doc["text"]) for doc in value.docs)
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self):
+        return DocBatch
+
+
+beam.coders.registry.register_coder(DocBatch, DocBatchCoder)
+
+
+def batches_of(docs: Iterator[Doc], batch_size: int = BATCH_SIZE) -> Iterator[DocBatch]:
+    """Consecutive batches of at most ``batch_size`` documents."""
+    batch: list[Doc] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) == batch_size:
+            yield DocBatch(batch)
+            batch = []
+    if batch:
+        yield DocBatch(batch)
+
+
+class Batched(beam.PTransform):
+    """A PCollection of documents as a PCollection of :class:`DocBatch`, for inputs that
+    do not come from the reader (tests, other jobs)."""
+
+    def __init__(self, batch_size: int = BATCH_SIZE) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+
+    def expand(self, docs: beam.PCollection) -> beam.PCollection:
+        return (
+            docs
+            | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
+            | "Wrap" >> beam.Map(DocBatch).with_output_types(DocBatch)
+        )
+
+
+class Unbatched(beam.PTransform):
+    """A PCollection of :class:`DocBatch` as one of documents."""
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        return batches | "Unbatch" >> beam.FlatMap(lambda batch: batch.docs)

@@ -44,9 +44,21 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
-from apache_beam.io.filesystems import FileSystems
 
 from pipelines.steps.base import Doc
+
+
+class _BeamFileSystems:
+    """Beam's ``FileSystems``, imported at first use: importing Beam costs about 0.5 s of
+    CPU, which readers of an output that never write (``dapt validate``) need not pay."""
+
+    def __getattr__(self, name: str):
+        from apache_beam.io.filesystems import FileSystems as beam_filesystems
+
+        return getattr(beam_filesystems, name)
+
+
+FileSystems = _BeamFileSystems()
 
 KINDS = ("kept", "rejected", "quarantine")
 STAGING = ".staging"
@@ -185,11 +197,15 @@ def read_index(path: str, batch_size: int) -> Iterator[pa.RecordBatch]:
         yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=list(INDEX_COLUMNS))
 
 
-def read_table(directory: str, kind: str) -> pa.Table:
-    """All shards of one kind as one table (tests, validation, the tokenizer)."""
+def read_table(directory: str, kind: str, columns: list[str] | None = None) -> pa.Table:
+    """All shards of one kind as one table (tests, validation, the tokenizer); only
+    ``columns``, when given."""
     folder = os.path.join(directory, kind)
     files = sorted(f for f in os.listdir(folder) if f.endswith(".parquet"))
-    return pa.concat_tables([pq.read_table(os.path.join(folder, f)) for f in files]) if files else SCHEMAS[kind].empty_table()
+    if not files:
+        table = SCHEMAS[kind].empty_table()
+        return table if columns is None else table.select(columns)
+    return pa.concat_tables([pq.read_table(os.path.join(folder, f), columns=columns) for f in files])
 
 
 def prepare(output_dir: str) -> str:

@@ -41,7 +41,7 @@ from typing import Any
 from pipelines.config import CleanConfig, ConfigError
 from validation.config import ValidateConfig
 from validation.pii_scan import PIIScan
-from validation.tables import read_clean_output, read_token_output, texts_of
+from validation.tables import read_clean_output, read_token_output
 
 REPORT_DIR = "validation"
 RESULT_FILE = "result.json"
@@ -113,7 +113,7 @@ class ValidationReport:
         return {r.name for r in self.results if not r.success}
 
     def to_json(self) -> dict:
-        import great_expectations
+        from validation.ge import gx
 
         docs = os.path.relpath(self.data_docs, self.report_dir) if self.data_docs else None
         return {
@@ -124,7 +124,7 @@ class ValidationReport:
             "directory": self.directory,
             "tokens": self.tokens,
             "data_docs": docs,
-            "great_expectations": great_expectations.__version__,
+            "great_expectations": gx.__version__,
             "seconds": self.seconds,
             "timings": self.timings,
             "results": [asdict(r) for r in self.results],
@@ -171,7 +171,7 @@ def validate(
         )
     domains = output.kept["domain"].tolist() if "domain" in output.kept else [None] * len(output.kept)
     with _phase(timings, "pii_scan"):
-        scan = PIIScan(texts_of(output.kept), domains, lambda domain: profile(domain).clinical_dates, workers)
+        scan = PIIScan(output.kept_text, domains, lambda domain: profile(domain).clinical_dates, workers)
     try:
         with _quiet(verbose):
             with _phase(timings, "import_ge"):
@@ -223,14 +223,8 @@ def _quiet(verbose: bool):
 
 
 def _run(plans, examples: int, docs_dir: str | None, verbose: bool, timings: dict[str, float]) -> list[CheckResult]:
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
     from validation import datadocs
+    from validation.ge import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig, gx
 
     sites = {datadocs.SITE_NAME: datadocs.site_config(docs_dir)} if docs_dir else {}
     context = gx.get_context(

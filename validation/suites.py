@@ -4,7 +4,7 @@
 suite                  table (one batch)             checks
 =====================  ============================  =============================================
 ``schema``             one row per documented        ``column_types``: present, with the Arrow type
-                       column of each file           of ``KEPT_SCHEMA`` (and ``TOKENS_SCHEMA``)
+                       column of each file           of ``KEPT_SCHEMA`` (and ``tokens_schema()``)
 ``kept``               all kept documents            ``id_unique``, ``content_hash_unique`` (dedup
                                                      is across corpora, so uniqueness is too)
 ``accounting``         row counts, files vs          ``files_match_stats``
@@ -31,21 +31,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import great_expectations.expectations as gxe
 import pandas as pd
-from great_expectations.expectations.metadata_types import FailureSeverity
 
 from pipelines.output import KEPT_SCHEMA
 from validation.config import CorpusChecks, ValidateConfig
+from validation.ge import FailureSeverity, gxe
 from validation.tables import (
     SPLITS,
-    TOKENS_SCHEMA,
     CleanOutput,
     TokenOutput,
     accounting_table,
     drop_table,
     manifest_table,
     schema_table,
+    tokens_schema,
 )
 
 _GE_SEVERITY = {"blocking": FailureSeverity.CRITICAL, "warning": FailureSeverity.WARNING}
@@ -74,7 +73,7 @@ def schema_suite(output: CleanOutput, tokens: TokenOutput | None, config: Valida
     numbers fails."""
     files = {"kept": (output.kept_schema, KEPT_SCHEMA)}
     if tokens is not None:
-        files["tokens"] = (tokens.schema, TOKENS_SCHEMA)
+        files["tokens"] = (tokens.schema, tokens_schema())
     plan = SuitePlan("schema", schema_table(files), "column")
     plan.add(
         "column_types", config.for_corpus(None, None).severity_of("column_types"),

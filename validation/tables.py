@@ -4,11 +4,14 @@
 frame with three derived columns the suites check, computed with the cleaning stage's
 own definitions (one source of truth, never a copy):
 
-* ``text_length``: characters of ``text`` (``None`` when it is not a string);
+* ``text_length``: characters of ``text`` (``None`` when it is not a string), counted by
+  Arrow;
 * ``leftover_pii``: what :func:`pipelines.steps.pii.find_pii` still finds, added by a
   :class:`validation.pii_scan.PIIScan` (which see);
 * ``leftover_markup``: the first :data:`pipelines.steps.markup.LEFTOVER_MARKUP` match
   (``</BODY>``, ``&amp;``), ``None`` when clean. Tickers such as ``<IP>`` are text to it.
+  Python searches only the texts that Arrow's RE2 does not rule out
+  (:func:`pipelines.steps.re2_superset.may_match`).
 
 ``rejected/`` and ``quarantine/`` give the per-corpus drop table, ``stats.json`` the
 accounting it must agree with. The tokenizer stage's ``TOKDIR/documents.parquet`` and
@@ -23,21 +26,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.output import STATS_FILE, read_table
 from pipelines.steps.markup import LEFTOVER_MARKUP
-from pipelines.tokenize import DOCUMENTS_FILE, DOCUMENTS_SCHEMA, MANIFEST_FILE
+from pipelines.steps.re2_superset import may_match, superset
 from validation.config import DropChecks
 
-TOKENS_DOCUMENTS = DOCUMENTS_FILE
-TOKENS_MANIFEST = MANIFEST_FILE
-#: The ``documents.parquet`` columns the token checks read (the tokenizer stage's own
-#: schema, less its shard pointers).
-TOKENS_SCHEMA = pa.schema(
-    [DOCUMENTS_SCHEMA.field(name) for name in ("id", "domain", "source", "corpus", "split", "n_tokens")]
-)
 SPLITS = ("train", "val")
+_MARKUP_SUPERSET = superset(LEFTOVER_MARKUP)
 
 
 class OutputError(ValueError):
@@ -59,6 +57,9 @@ class CleanOutput:
     #: The Arrow schema of the kept shards, as written (pandas would blur its types).
     kept_schema: pa.Schema
     kept: pd.DataFrame
+    #: ``text`` of ``kept`` as Arrow strings; all null when the column is missing or not
+    #: strings (a schema defect that the type check reports; the scans must not crash).
+    kept_text: pa.ChunkedArray
     rejected: pd.DataFrame  # corpus, domain, reason
     quarantine: pd.DataFrame  # corpus, domain
     #: corpus name -> domain, over every corpus that has any record in the output.
@@ -68,9 +69,24 @@ class CleanOutput:
 @dataclass
 class TokenOutput:
     directory: str
+    manifest_path: str
     manifest: dict
     schema: pa.Schema
-    documents: pd.DataFrame  # TOKENS_SCHEMA columns + in_kept
+    documents: pd.DataFrame  # tokens_schema() columns + in_kept
+
+
+def tokens_schema() -> pa.Schema:
+    """The ``documents.parquet`` columns the token checks read (the tokenizer stage's own
+    schema, less its shard pointers).
+
+    The tokenizer stage's module is imported only when tokens are validated: it imports
+    Beam, about 0.5 s of CPU that validating a clean output alone need not pay.
+    """
+    from pipelines.tokenize import DOCUMENTS_SCHEMA
+
+    return pa.schema(
+        [DOCUMENTS_SCHEMA.field(name) for name in ("id", "domain", "source", "corpus", "split", "n_tokens")]
+    )
 
 
 def read_clean_output(directory: str) -> CleanOutput:
@@ -88,28 +104,34 @@ def read_clean_output(directory: str) -> CleanOutput:
     kept = kept_table.to_pandas()
     rejected = _read_kind(directory, "rejected", ["corpus", "domain", "reason", "reason_detail"]).to_pandas()
     quarantine = _read_kind(directory, "quarantine", ["corpus", "domain"]).to_pandas()
-    texts = texts_of(kept)
-    kept["text_length"] = pd.array([len(t) if t is not None else None for t in texts], dtype="Int64")
-    kept["leftover_markup"] = [_markup(t) if t is not None else None for t in texts]
+    text = _text_column(kept_table)
+    kept["text_length"] = pc.utf8_length(text).cast(pa.int64()).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    kept["leftover_markup"] = _markup(text)
     corpora: dict[str, str] = {}
     for frame in (kept, rejected, quarantine):
         if {"corpus", "domain"} <= set(frame.columns):
             for corpus, domain in frame[["corpus", "domain"]].drop_duplicates().itertuples(index=False):
                 corpora.setdefault(str(corpus), str(domain))
-    return CleanOutput(directory, stats, kept_table.schema, kept, rejected, quarantine, dict(sorted(corpora.items())))
+    return CleanOutput(
+        directory, stats, kept_table.schema, kept, text, rejected, quarantine, dict(sorted(corpora.items()))
+    )
 
 
-def texts_of(kept: pd.DataFrame) -> list[str | None]:
-    """``text`` values, ``None`` where missing or not a string (a schema defect that the
-    type check reports; here it must not crash the scans)."""
-    if "text" not in kept:
-        return [None] * len(kept)
-    return [t if isinstance(t, str) else None for t in kept["text"].tolist()]
+def _text_column(kept: pa.Table) -> pa.ChunkedArray:
+    if "text" in kept.column_names:
+        column = kept.column("text")
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            return column
+    return pa.chunked_array([pa.nulls(kept.num_rows, pa.string())])
 
 
-def _markup(text: str) -> str | None:
-    match = LEFTOVER_MARKUP.search(text)
-    return match.group()[:60] if match else None
+def _markup(text: pa.ChunkedArray) -> list[str | None]:
+    found: list[str | None] = [None] * len(text)
+    rows = pc.indices_nonzero(may_match(text, _MARKUP_SUPERSET))
+    for row, value in zip(rows.to_pylist(), text.take(rows).to_pylist()):
+        match = LEFTOVER_MARKUP.search(value)
+        found[row] = match.group()[:60] if match else None
+    return found
 
 
 def drop_table(output: CleanOutput, corpus: str, drops: DropChecks) -> pd.DataFrame:
@@ -175,10 +197,12 @@ def accounting_table(output: CleanOutput) -> pd.DataFrame:
 
 
 def read_token_output(directory: str, kept_ids) -> TokenOutput:
+    from pipelines.tokenize import DOCUMENTS_FILE, MANIFEST_FILE  # see tokens_schema
+
     if not os.path.isdir(directory):
         raise NotAnOutput(f"{directory}: no such directory")
-    manifest_path = os.path.join(directory, TOKENS_MANIFEST)
-    documents_path = os.path.join(directory, TOKENS_DOCUMENTS)
+    manifest_path = os.path.join(directory, MANIFEST_FILE)
+    documents_path = os.path.join(directory, DOCUMENTS_FILE)
     for path in (manifest_path, documents_path):
         if not os.path.exists(path):
             raise NotAnOutput(f"{path}: missing; not a `dapt tokenize` output")
@@ -189,7 +213,7 @@ def read_token_output(directory: str, kept_ids) -> TokenOutput:
         raise OutputError(f"{documents_path}: cannot read Parquet: {err}") from None
     documents = table.to_pandas()
     documents["in_kept"] = documents["id"].isin(set(kept_ids)) if "id" in documents else False
-    return TokenOutput(directory, manifest, table.schema, documents)
+    return TokenOutput(directory, manifest_path, manifest, table.schema, documents)
 
 
 def schema_table(files: dict[str, tuple[pa.Schema, pa.Schema]]) -> pd.DataFrame:
@@ -208,7 +232,7 @@ def manifest_table(tokens: TokenOutput) -> pd.DataFrame:
     ``by_domain``; -1 where one side has no count (domain missing, not a number)."""
     by_domain = tokens.manifest.get("by_domain")
     if not isinstance(by_domain, dict):
-        raise OutputError(f"{os.path.join(tokens.directory, TOKENS_MANIFEST)}: no by_domain mapping")
+        raise OutputError(f"{tokens.manifest_path}: no by_domain mapping")
     docs = tokens.documents
     counted = pd.DataFrame(columns=["sum", "size"])
     if {"domain", "n_tokens"} <= set(docs.columns):

@@ -62,6 +62,7 @@ from functools import lru_cache
 from types import MappingProxyType
 
 from pipelines.steps.base import Doc, Transform
+from pipelines.steps.re2_superset import may_match, superset
 
 Match = re.Match[str]
 
@@ -705,6 +706,26 @@ def find_pii(
     for start, end, pii_type in _spans(text, plan):
         found.setdefault(pii_type, []).append(text[start:end])
     return found
+
+
+def may_hold_pii(texts, types: Iterable[str] | None = None, clinical_dates: bool = False):
+    """Per text of an Arrow string array (or chunked array): False where :func:`find_pii`
+    with these options certainly finds nothing, True where it may, so a caller need call
+    it only there; null texts are False.
+
+    Decided for the whole column in one pass of Arrow's RE2 (C++, several hundred MB/s)
+    over one alternation of every detector's regex, each rewritten by
+    :mod:`~pipelines.steps.re2_superset` to match wherever the regex could (a validator
+    only rejects matches, so it is left out). The rewrite is proven on ASCII text only, so
+    every text with another character is True.
+    """
+    plan = _plan(frozenset(PII_TYPES if types is None else types), clinical_dates)
+    return may_match(texts, _superset(plan))
+
+
+@lru_cache(maxsize=None)
+def _superset(plan: _Plan) -> str:
+    return superset(*(det.regex for _, det in plan.runs + plan.anchored + plan.whole))
 
 
 class PIIRedactor(Transform):

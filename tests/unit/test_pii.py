@@ -15,10 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
+import pyarrow as pa
 import pytest
 
 from pii_fixture import FAMILIES, plant_pii
-from pipelines.steps.pii import CLINICAL_TYPES, PII_TYPES, PIIRedactor, find_pii
+from pipelines.steps.pii import CLINICAL_TYPES, PII_TYPES, PIIRedactor, find_pii, may_hold_pii
 
 N_PLANTED_DOCS = 1000
 
@@ -149,6 +150,21 @@ def test_nothing_is_left_for_validation_to_find(planted):
     for doc in redacted:
         assert find_pii(doc["text"], clinical_dates=True) == {}, doc["id"]
         assert redactor.redact(doc["text"]) == (doc["text"], {})
+
+
+def test_may_hold_pii_never_rules_out_a_text_with_pii(planted, medical_docs):
+    """The RE2 pre-filter (validation calls find_pii only where it says True): every
+    planted document and every original with PII is kept; most redacted ones are not."""
+    _, docs, _, redacted = planted
+    for clinical in (False, True):
+        texts = [d["text"] for d in docs + medical_docs]
+        may = may_hold_pii(pa.array(texts), clinical_dates=clinical).to_pylist()
+        missed = [t[:80] for t, m in zip(texts, may) if not m and find_pii(t, clinical_dates=clinical)]
+        assert missed == []
+    clean = may_hold_pii(pa.array([d["text"] for d in redacted]), clinical_dates=True).to_pylist()
+    assert sum(clean) < len(clean) / 2
+    only_url = may_hold_pii(pa.array(["Call 801-596-1887", "see www.nih.gov", None]), types=["URL"])
+    assert only_url.to_pylist() == [False, True, False]
 
 
 # --- what must survive --------------------------------------------------------------

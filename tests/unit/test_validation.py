@@ -30,8 +30,8 @@ from pipelines.output import KEPT_SCHEMA, REJECTED_SCHEMA, read_table
 from validation import datadocs
 from validation.config import BUILTIN_DOMAIN_CHECKS, CHECKS, ValidateConfig, parse_validate_section
 from validation.gate import RESULT_FILE, ValidationReport, validate
-from validation.pii_scan import PIIScan
-from validation.tables import TOKENS_SCHEMA, NotAnOutput, OutputError
+from validation.pii_scan import PIIScan, _pii_summary
+from validation.tables import NotAnOutput, OutputError, tokens_schema
 
 DAPT = str(Path(sys.executable).with_name("dapt"))
 OUTPUT_SUITES = {"schema", "kept", "accounting", "kept.finance", "kept.medical", "drops.finance", "drops.medical"}
@@ -114,7 +114,7 @@ def test_clean_output_and_its_tokens_pass(clean_subset_for_validation, token_row
     assert {r.suite for r in report.results} == OUTPUT_SUITES | TOKEN_SUITES
     checks = {r.check for r in report.results}
     assert checks == set(CHECKS)
-    assert _result(report, "schema/column_types").element_count == len(KEPT_SCHEMA) + len(TOKENS_SCHEMA)
+    assert _result(report, "schema/column_types").element_count == len(KEPT_SCHEMA) + len(tokens_schema())
     # Real numbers, not vacuous passes: every kept document was checked, the language
     # check saw the finance tables that have no confident language, the token total is
     # the model's.
@@ -251,13 +251,16 @@ def test_planted_defect_fails_exactly_its_check(defect, clean_subset_for_validat
 def test_pii_scan_in_worker_processes_matches_the_scan_in_process(clean_subset_for_validation, tmp_path):
     out = _copy(clean_subset_for_validation, tmp_path)
     _leftover_email(out)
-    kept = _kept(out)
-    texts, domains = kept["text"].tolist(), kept["domain"].tolist()
+    kept = read_table(str(out), "kept")
+    texts, domains = kept.column("text"), kept.column("domain").to_pylist()
     in_process = PIIScan(texts, domains, lambda d: d == "medical", workers=0).result()
     parallel = PIIScan(texts, domains, lambda d: d == "medical", workers=2, min_parallel_chars=0)
     assert parallel._pool is not None
     assert parallel.result() == in_process
     assert [v for v in in_process if v] == ["EMAIL x1"]
+    # The same answers as find_pii on every text, not only where the RE2 pre-filter let
+    # it look.
+    assert in_process == [_pii_summary(t, d == "medical") for t, d in zip(texts.to_pylist(), domains)]
 
 
 # -- severities and config layers ---------------------------------------------------------

@@ -5,9 +5,10 @@
 Each measurement runs in its own child process (so peak RSS is that run's alone):
 
 * ``loop``: one process, a plain ``for`` loop calling the very same step objects and
-  dedup functions as the Beam job (read, repair, markup, boilerplate, filters, language,
-  PII, counts, exact + near dedup, Parquet writes). This is the ceiling for the Beam job:
-  everything the job adds on top is orchestration overhead.
+  dedup functions as the Beam job (read, the repeated-id check, repair, markup,
+  boilerplate, filters, language, PII, counts, exact + near dedup, Parquet writes of
+  kept, rejected and the dedup index). This is the ceiling for the Beam job: everything
+  the job adds on top is orchestration overhead.
 * ``beam``: ``pipelines.clean.run_clean`` on the embedded in-process runner.
 
 Input: the finance + medical samples, repeated ``scale`` times with distinct ids (the
@@ -58,7 +59,7 @@ def run_loop(config, out_dir: str) -> dict:
     """The bare loop: same steps, no Beam. Returns counts and per-step seconds."""
     from pipelines import output
     from pipelines.clean import domain_steps
-    from pipelines.dedup import keep_key, near_duplicate_rejections
+    from pipelines.dedup import index_table, keep_key, near_duplicate_rejections
     from pipelines.read import CorpusReader, list_files
     from pipelines.steps.boilerplate import RemoveBoilerplate, distinct_lines, frequent_lines
     from pipelines.steps.counts import CountDocument
@@ -83,6 +84,14 @@ def run_loop(config, out_dir: str) -> dict:
                 else:
                     quarantined += 1
     n_input = len(docs) + quarantined
+    start = time.perf_counter()
+    first: dict[str, tuple] = {}
+    for d in docs:
+        first[d["id"]] = min(first.get(d["id"], d["_origin"]), d["_origin"])
+    unique = [d for d in docs if first[d["id"]] == d["_origin"]]
+    quarantined += len(docs) - len(unique)
+    docs = unique
+    seconds["ids"] += time.perf_counter() - start
     repair, markup = Repair(), StripMarkup()
     docs = [timed("repair", repair, d) for d in docs]
     docs = [timed("markup", markup, d) for d in docs]
@@ -152,6 +161,7 @@ def run_loop(config, out_dir: str) -> dict:
             by_shard[output.shard_of(output.row_key(kind, row), shards)].append(row)
         for index, shard_rows in by_shard.items():
             output.write_shard(out_dir, kind, index, shards, shard_rows, config.clean.compression)
+    output.write_index(out_dir, index_table(kept, hasher), config.clean.compression)
     seconds["write"] += time.perf_counter() - start
     return {"input": n_input, "kept": len(kept), "rejected": len(rejected), "quarantined": quarantined,
             "step_seconds": {k: round(v, 2) for k, v in seconds.items()}}

@@ -7,8 +7,8 @@ the types and counts found (``"EMAIL x1, PHONE x2"``), never the PII itself, so 
 report does not copy what it found; ``None`` when the text is clean.
 
 :func:`~pipelines.steps.pii.may_hold_pii` first rules out, for the whole column at once,
-the texts in which ``find_pii`` cannot find anything (on the clean samples all but about
-one in ten); ``find_pii`` then reads only the others.
+the texts in which ``find_pii`` cannot find anything (on the clean samples all but 283 of
+18,545); ``find_pii`` then reads only the others.
 
 This module imports only the detector and Arrow: worker processes start from it, and Beam
 or Great Expectations would cost each of them seconds.

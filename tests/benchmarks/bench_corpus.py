@@ -1,8 +1,9 @@
 """Benchmark of the cleaning job: Beam vs a bare Python loop vs DataTrove.
 
-    .venv/bin/python tests/benchmarks/bench_corpus.py [--scales 1 4] [--datatrove-json FILE]
+    .venv/bin/python tests/benchmarks/bench_corpus.py [--scales 1 4] [--repeat 3] [--datatrove-json FILE]
 
-Each measurement runs in its own child process (so peak RSS is that run's alone):
+Each measurement runs in its own child process (so peak RSS, read from ``VmHWM``, is that
+run's alone):
 
 * ``loop``: one process, a plain ``for`` loop calling the very same step objects and
   dedup functions as the Beam job (read, the repeated-id check, repair, markup,
@@ -10,6 +11,9 @@ Each measurement runs in its own child process (so peak RSS is that run's alone)
   kept, rejected and the dedup index). This is the ceiling for the Beam job: everything
   the job adds on top is orchestration overhead.
 * ``beam``: ``pipelines.clean.run_clean`` on the embedded in-process runner.
+
+With ``--repeat N`` each mode runs N times per scale, loop and Beam alternating, and the
+run with the median CPU time is reported.
 
 Input: the finance + medical samples, repeated ``scale`` times with distinct ids (the
 copies are exact duplicates, so at 4x the dedup stages see 4x the documents). Wall time
@@ -24,13 +28,15 @@ import argparse
 import gzip
 import json
 import os
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from measure import cpu_seconds, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("DAPT_SHARED", REPO.parent / "shared"))
@@ -182,23 +188,31 @@ def child(mode: str, input_json: str, out_dir: str) -> None:
         result = {"input": stats["input"], "kept": stats["kept"], "rejected": sum(stats["rejected"].values()),
                   "quarantined": stats["quarantined"]}
     result["seconds"] = time.perf_counter() - start
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    result["cpu_seconds"] = cpu_seconds()
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
 def measure(mode: str, input_json: Path, root: Path) -> dict:
+    out_dir = root / f"out-{mode}"
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(input_json), str(root / f"out-{mode}")],
+        [sys.executable, __file__, "--child", mode, str(input_json), str(out_dir)],
         capture_output=True, text=True, check=True, cwd=REPO,
     )
+    shutil.rmtree(out_dir)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median CPU time (the steadier figure on a shared machine)."""
+    return sorted(runs, key=lambda r: r["cpu_seconds"])[len(runs) // 2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each mode per scale, loop and Beam alternating; the median is reported")
     parser.add_argument("--datatrove-json", type=Path, default=Path(__file__).with_name("datatrove-result.json"))
     parser.add_argument("--child", nargs=3, metavar=("MODE", "INPUT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,11 +227,14 @@ def main() -> None:
             root.mkdir()
             spec = make_input(root, scale)
             (root / "input.json").write_text(json.dumps(spec))
-            for mode in ("loop", "beam"):
-                result = measure(mode, root / "input.json", root)
-                result.update(mode=mode, scale=scale, mb=spec["text_bytes"] / 1e6)
-                rows.append(result)
-                print(f"  done: {mode} x{scale} in {result['seconds']:.1f}s", file=sys.stderr, flush=True)
+            runs: dict[str, list[dict]] = {"loop": [], "beam": []}
+            for _ in range(args.repeat):
+                for mode, done in runs.items():
+                    done.append(measure(mode, root / "input.json", root))
+                    print(f"  done: {mode} x{scale} in {done[-1]['seconds']:.1f}s, {done[-1]['cpu_seconds']:.1f} CPU s",
+                          file=sys.stderr, flush=True)
+            for mode, done in runs.items():
+                rows.append({**median_run(done), "mode": mode, "scale": scale, "mb": spec["text_bytes"] / 1e6})
 
     print(f"\n{'run':<10}{'docs':>9}{'text MB':>9}{'wall s':>9}{'cpu s':>9}{'docs/s':>9}{'MB/s':>7}"
           f"{'docs/cpu-s':>12}{'peak RSS MB':>13}")

@@ -103,15 +103,10 @@ def _is_earlier(key: Key) -> bool:
     return key[0] == EARLIER
 
 
-#: How ``reason_detail`` starts when the kept copy is an earlier run's: the validation
-#: gate tells a re-delivered document from a drop by it.
-KEPT_EARLIER = "kept earlier: "
-
-
 def _kept_by(key: Key, parts: Sequence[str], jaccard: str = "") -> str:
     """The ``reason_detail`` of a document rejected in favour of ``key``."""
     if _is_earlier(key):
-        return f"{KEPT_EARLIER}{key[1]} ({parts[key[2]]}{', estimated ' + jaccard if jaccard else ''})"
+        return f"{output.KEPT_EARLIER}{key[1]} ({parts[key[2]]}{', estimated ' + jaccard if jaccard else ''})"
     return f"duplicate of {key[1]}{' (' + jaccard + ')' if jaccard else ''}"
 
 

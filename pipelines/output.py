@@ -81,6 +81,10 @@ KEPT_SCHEMA = pa.schema(
         ("metadata", pa.string()),
     ]
 )
+#: How a rejected document's ``reason_detail`` starts when the copy kept is an earlier
+#: run's (:mod:`pipelines.dedup`): the validation gate tells a re-delivered document
+#: from a drop by it.
+KEPT_EARLIER = "kept earlier: "
 REJECTED_SCHEMA = KEPT_SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("reason_detail", pa.string()))
 QUARANTINE_SCHEMA = pa.schema(
     [

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.output import STATS_FILE, read_table
+from pipelines.output import KEPT_EARLIER, STATS_FILE, read_table
 from pipelines.steps.markup import LEFTOVER_MARKUP
 from pipelines.steps.re2_superset import may_match, superset
 from validation.config import DropChecks
@@ -143,12 +143,10 @@ def drop_table(output: CleanOutput, corpus: str, drops: DropChecks) -> pd.DataFr
     of at most 1 - k), so one expectation covers the whole table.
 
     A document that an earlier delivery already kept (an exact duplicate whose detail
-    starts with :data:`~pipelines.dedup.KEPT_EARLIER`) was published then, not dropped
+    starts with :data:`~pipelines.output.KEPT_EARLIER`) was published then, not dropped
     now: such re-deliveries are left out of the table, so a corpus re-delivered with a
     few additions is judged on its new documents.
     """
-    from pipelines.dedup import KEPT_EARLIER
-
     kept = int((output.kept["corpus"] == corpus).sum()) if "corpus" in output.kept else 0
     rejected = output.rejected[output.rejected["corpus"] == corpus]
     redelivered = (rejected["reason"] == "duplicate_exact") & rejected["reason_detail"].str.startswith(KEPT_EARLIER)

@@ -333,12 +333,15 @@ def near_duplicate_rejections(
     """:class:`NearDedup`'s decisions, ``{rejected id: reason_detail}``, without Beam.
 
     The same stage functions run one after another in this process: the bare-loop
-    benchmark's near dedup, and a check that the Beam graph adds nothing to them.
+    benchmark's near dedup, and a check that the Beam graph adds nothing to them. As
+    there, each document is left with its ``signature`` (set in place), for the index.
     """
-    signed = [
-        _sign_batch(DocBatch(list(docs[i : i + batch_size])), hasher)
-        for i in range(0, len(docs), batch_size)
-    ]
+    signed = []
+    for i in range(0, len(docs), batch_size):
+        batch = DocBatch(list(docs[i : i + batch_size]))
+        signed.append(_sign_batch(batch, hasher))
+        for doc, signature in zip(batch.docs, signed[-1][1]):
+            doc["signature"] = signature
     by_band: dict[tuple[int, int], list] = {}
     for batch in signed:
         for key, part in _band_parts(batch, hasher, 1):

@@ -44,13 +44,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from measure import cpu_seconds, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,30 +121,16 @@ def child(mode: str, spec_json: str) -> None:
             result = {"tokens": int(offsets[-1]), "documents": len(sizes), "text_mb": text_bytes / 1e6}
         else:
             texts = pq.read_table(spec["kept"], columns=["text"]).column("text").to_pylist()
-            encode_start, cpu_start = time.perf_counter(), _cpu()
+            encode_start, cpu_start = time.perf_counter(), cpu_seconds()
             tokens = 0
             for i in range(0, len(texts), batch):
                 tokens += sum(a.size for a in tokenizer.encode(texts[i:i + batch], thread_pool=pool, add_eos=True))
             result = {"tokens": tokens, "documents": len(texts), "encode_s": time.perf_counter() - encode_start,
-                      "encode_cpu_s": _cpu() - cpu_start}
+                      "encode_cpu_s": cpu_seconds() - cpu_start}
     result["seconds"] = time.perf_counter() - start
-    result["cpu_seconds"] = _cpu()
-    result["peak_rss_mb"] = _peak_rss_mb()
+    result["cpu_seconds"] = cpu_seconds()
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
-
-
-def _cpu() -> float:
-    """User + system seconds of this process so far, all threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS. (Not ``ru_maxrss``: Linux carries it over ``exec``, so
-    a child would report at least the parent's peak, the benchmark's input tables.)"""
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
 
 
 def measure(mode: str, **spec) -> dict:

@@ -9,26 +9,22 @@ batch. A batch is a plain list of document dicts (see :mod:`pipelines.steps.base
 wrapped in :class:`DocBatch`, so that Beam picks :class:`DocBatchCoder`: one pickle for
 the whole list.
 
-A batch holds documents of one input file (the reader cuts them), or what a step kept
-of one incoming batch; batches are never merged, so their number stays that of the
-reader's and a step that drops most of a batch simply passes a short one on. Nothing
-in the output depends on how documents are batched: every decision (boilerplate votes,
-dedup groups, shard assignment, row order in a shard) is a function of the documents
-alone.
+A batch holds documents of one input file (the reader cuts them, ``clean.batch_size`` at
+a time), or what a step kept of one incoming batch; batches are never merged, so their
+number stays that of the reader's and a step that drops most of a batch simply passes a
+short one on. Nothing in the output depends on how documents are batched: every decision
+(boilerplate votes, dedup groups, shard assignment, row order in a shard) is a function
+of the documents alone.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 
 import apache_beam as beam
 
+from pipelines.config import DOC_BATCH_SIZE
 from pipelines.steps.base import Doc
-
-#: Documents per batch: large enough that per-element costs vanish next to the work on
-#: the documents, small enough that a file's batches spread over workers.
-BATCH_SIZE = 512
 
 
 class DocBatch:
@@ -70,23 +66,11 @@ class DocBatchCoder(beam.coders.Coder):
 beam.coders.registry.register_coder(DocBatch, DocBatchCoder)
 
 
-def batches_of(docs: Iterator[Doc], batch_size: int = BATCH_SIZE) -> Iterator[DocBatch]:
-    """Consecutive batches of at most ``batch_size`` documents."""
-    batch: list[Doc] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == batch_size:
-            yield DocBatch(batch)
-            batch = []
-    if batch:
-        yield DocBatch(batch)
-
-
 class Batched(beam.PTransform):
     """A PCollection of documents as a PCollection of :class:`DocBatch`, for inputs that
     do not come from the reader (tests, other jobs)."""
 
-    def __init__(self, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(self, batch_size: int = DOC_BATCH_SIZE) -> None:
         super().__init__()
         self.batch_size = batch_size
 
@@ -96,10 +80,3 @@ class Batched(beam.PTransform):
             | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
             | "Wrap" >> beam.Map(DocBatch).with_output_types(DocBatch)
         )
-
-
-class Unbatched(beam.PTransform):
-    """A PCollection of :class:`DocBatch` as one of documents."""
-
-    def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | "Unbatch" >> beam.FlatMap(lambda batch: batch.docs)

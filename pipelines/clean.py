@@ -13,7 +13,7 @@ for batch pipelines) and is chosen explicitly, so no Prism binary download is ev
 attempted. Any other Beam pipeline option passes through unchanged.
 
 Documents move in batches (:mod:`pipelines.batch`): the reader cuts each file into
-batches of :data:`~pipelines.batch.BATCH_SIZE` documents, every step runs over a whole
+batches of ``clean.batch_size`` documents, every step runs over a whole
 batch, and only quarantine records travel one by one.
 """
 
@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import output, progress
-from pipelines.batch import BATCH_SIZE, DocBatch
+from pipelines.batch import DocBatch
 from pipelines.config import CleanConfig, CorpusConfig, PipelineConfig
 from pipelines.dedup import ExactDedup, NearDedup, check_index_parts, index_table, read_index
 from pipelines.read import QUARANTINE, CorpusReader, list_files
@@ -102,7 +102,7 @@ class CountingDoFn(beam.DoFn):
 class ReadFiles(CountingDoFn):
     """One file's documents in batches; its unreadable records one by one, tagged."""
 
-    def __init__(self, corpora: dict[str, CorpusConfig], batch_size: int = BATCH_SIZE):
+    def __init__(self, corpora: dict[str, CorpusConfig], batch_size: int):
         self.corpora = corpora
         self.batch_size = batch_size
 
@@ -375,7 +375,7 @@ def build_pipeline(
         p
         | "Files" >> beam.Create(tasks)
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadFiles(corpora)).with_outputs(QUARANTINE, main="docs")
+        | "Read" >> beam.ParDo(ReadFiles(corpora, clean.batch_size)).with_outputs(QUARANTINE, main="docs")
     )
     unmatched_paths = p | "UnmatchedPaths" >> beam.Create(missing)
 

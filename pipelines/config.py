@@ -114,6 +114,12 @@ class DedupConfig(_Strict):
         return self
 
 
+#: Documents per Beam element in the cleaning job (:mod:`pipelines.batch`): large enough
+#: that Beam's per-element costs vanish next to the work on the documents, small enough
+#: that a file's batches spread over workers.
+DOC_BATCH_SIZE = 512
+
+
 class CleanConfig(_Strict):
     """Settings of ``dapt corpus clean``."""
 
@@ -125,6 +131,9 @@ class CleanConfig(_Strict):
         default_factory=dict, description="per-domain overrides of DomainProfile fields"
     )
     docs_per_shard: int = Field(50_000, ge=1)
+    batch_size: int = Field(
+        DOC_BATCH_SIZE, ge=1, description="documents per Beam element (pipelines.batch); the output does not depend on it"
+    )
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
 
     @model_validator(mode="after")

@@ -67,8 +67,8 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import output
-from pipelines.batch import BATCH_SIZE, DocBatch
-from pipelines.config import ConfigError
+from pipelines.batch import DocBatch
+from pipelines.config import DOC_BATCH_SIZE, ConfigError
 from pipelines.steps.base import Doc
 from pipelines.steps.minhash import (
     HASH_VERSION,
@@ -328,7 +328,7 @@ def near_duplicate_rejections(
     hasher: MinHasher,
     threshold: float = NEAR_THRESHOLD,
     screen: float = 0.1,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = DOC_BATCH_SIZE,
 ) -> dict[str, str]:
     """:class:`NearDedup`'s decisions, ``{rejected id: reason_detail}``, without Beam.
 

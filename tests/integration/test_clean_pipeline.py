@@ -182,6 +182,20 @@ def test_rerun_and_multiprocess_runner_give_byte_identical_output(small_corpus, 
     assert index.column("id").to_pylist() == sorted(r["id"] for r in kept)
 
 
+def test_output_does_not_depend_on_the_batch_size(small_corpus, tmp_path):
+    """Batches of 7 documents (dedup groups, boilerplate votes and shards all span many
+    batches) give the bytes of the default batching."""
+    config = {"corpora": [{"name": "finance", "path": str(small_corpus), "format": "jsonl.gz", "domain": "finance",
+                           "id_field": "id", "title_field": "title"}]}
+    stats = {}
+    for name, clean in (("default", {}), ("small", {"batch_size": 7})):
+        stats[name] = run_clean(parse_config({**config, "clean": clean}), str(tmp_path / name), show_progress=False)
+        stats[name].pop("seconds")
+    assert stats["small"] == stats["default"]
+    assert stats["default"]["rejected"].get("duplicate_exact") and stats["default"]["boilerplate_lines_removed"]
+    assert _shard_bytes(tmp_path / "small") == _shard_bytes(tmp_path / "default")
+
+
 def test_killed_run_leaves_nothing_that_looks_complete(small_corpus, tmp_path):
     out = tmp_path / "out"
     done = _clean_cli([str(small_corpus), "--domain", "finance", "--output", str(out), "--quiet"])

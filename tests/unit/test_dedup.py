@@ -24,7 +24,8 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from conftest import FINANCE, MEDICAL, read_jsonl_gz
 from pipelines import output
-from pipelines.batch import BATCH_SIZE, Batched, DocBatch
+from pipelines.batch import Batched, DocBatch
+from pipelines.config import DOC_BATCH_SIZE
 from pipelines.dedup import (
     DedupIndexError,
     ExactDedup,
@@ -372,7 +373,7 @@ def _shuffled_samples(seed: int) -> list[dict]:
     return docs
 
 
-def _run_dedup(seed: int, batch_size: int = BATCH_SIZE, **options) -> dict[str, list[dict]]:
+def _run_dedup(seed: int, batch_size: int = DOC_BATCH_SIZE, **options) -> dict[str, list[dict]]:
     """ExactDedup then NearDedup on both samples, on the in-process FnApiRunner.
 
     The runner is named outright: ``runner="DirectRunner"`` would first try to download

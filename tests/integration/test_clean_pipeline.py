@@ -229,6 +229,30 @@ def test_bad_input_runs_to_completion_with_everything_quarantined(tmp_path):
     assert "huge" in {r["id"] for r in read_table(str(out), "rejected").to_pylist()}
 
 
+def test_repeated_ids_keep_the_first_occurrence_and_quarantine_the_rest(tmp_path):
+    """Ids repeated within a file and across files, in batches of 2 so that the copies sit
+    in other batches: the first occurrence by (file, line) is cleaned, every later one is
+    quarantined naming the first, and the accounting holds."""
+    docs = read_jsonl_gz(FINANCE, limit=40)
+    first, second = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
+    _write_jsonl_gz(first, docs[:20] + [{**docs[3], "text": docs[30]["text"]}])
+    _write_jsonl_gz(second, [{**docs[30], "id": docs[5]["id"]}, docs[31], {**docs[32], "id": docs[3]["id"]}])
+    config = {"corpora": [{"name": "finance", "path": str(tmp_path / "*.jsonl.gz"), "format": "jsonl.gz",
+                           "domain": "finance", "id_field": "id", "title_field": "title"}],
+              "clean": {"batch_size": 2}}
+    stats = run_clean(parse_config(config), str(tmp_path / "out"), show_progress=False)
+    quarantine = read_table(str(tmp_path / "out"), "quarantine").to_pylist()
+    assert sorted((q["file"], q["position"], q["error"]) for q in quarantine) == [
+        (str(first), 21, f"duplicate id {docs[3]['id']!r} (first at {first}:4)"),
+        (str(second), 1, f"duplicate id {docs[5]['id']!r} (first at {first}:6)"),
+        (str(second), 3, f"duplicate id {docs[3]['id']!r} (first at {first}:4)"),
+    ]
+    assert stats["input"] == 24 and stats["quarantined"] == 3
+    assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + stats["quarantined"]
+    outputs = read_table(str(tmp_path / "out"), "kept").to_pylist() + read_table(str(tmp_path / "out"), "rejected").to_pylist()
+    assert len({r["id"] for r in outputs}) == len(outputs) == 21
+
+
 def test_config_error_is_one_line_not_a_traceback(tmp_path):
     (tmp_path / "c.yaml").write_text("corpora:\n  - {name: a, path: x, fromat: jsonl, domain: law}\n")
     result = _clean_cli(["--config", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "o")])

@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import output, progress
-from pipelines.batch import DocBatch
+from pipelines.batch import DocBatch, pack, unpack
 from pipelines.config import CleanConfig, CorpusConfig, PipelineConfig
 from pipelines.dedup import ExactDedup, NearDedup, check_index_parts, index_table, read_index
 from pipelines.read import QUARANTINE, CorpusReader, list_files
@@ -288,7 +288,9 @@ class WriteShards(beam.PTransform):
     a PCollection of :class:`DocBatch` (``kept``, ``rejected``) or of quarantine records.
 
     Each batch's rows are grouped by shard before the shuffle, so it moves one element
-    per (batch, shard) rather than one per row. ``shards`` is a singleton PCollection with the shard count. It is derived from the
+    per (batch, shard) rather than one per row, packed (:func:`~pipelines.batch.pack`):
+    the in-process runner decodes a whole shuffle at once, and as Python rows every
+    shard's documents would be in memory together. ``shards`` is a singleton PCollection with the shard count. It is derived from the
     input record count, which is known long before the documents reach this step, so
     the keying fuses with the step that produces them instead of making every document
     wait (and be encoded once more) for a count of its own output.
@@ -310,19 +312,19 @@ class WriteShards(beam.PTransform):
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.Map(
                 lambda kv, n: output.write_shard(
-                    self.directory, kind, kv[0], n, [row for rows in kv[1] for row in rows], self.compression
+                    self.directory, kind, kv[0], n, [row for part in kv[1] for row in unpack(part)], self.compression
                 ),
                 shards,
             )
         )
 
 
-def _rows_by_shard(item, kind: str, shards: int) -> Iterator[tuple[int, list[dict]]]:
+def _rows_by_shard(item, kind: str, shards: int) -> Iterator[tuple[int, bytes]]:
     rows = [item] if kind == "quarantine" else [output.doc_row(doc, kind) for doc in item.docs]
     by_shard: dict[int, list[dict]] = {}
     for row in rows:
         by_shard.setdefault(output.shard_of(output.row_key(kind, row), shards), []).append(row)
-    return iter(by_shard.items())
+    return ((shard, pack(part)) for shard, part in by_shard.items())
 
 
 class WriteIndex(beam.PTransform):

@@ -23,7 +23,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -162,16 +162,13 @@ def _ids_by_group(batch: DocBatch) -> Iterator[tuple[int, list[tuple[str, tuple[
     return iter(groups.items())
 
 
-def _repeated_ids(group) -> Iterator[tuple[str, tuple[str, int]]]:
-    """Each id of the group read more than once, with its first (file, position)."""
-    _, parts = group
+def repeated_ids(pairs: Iterable[tuple[str, tuple[str, int]]]) -> dict[str, tuple[str, int]]:
+    """Each id of the ``(id, (file, position))`` pairs read more than once, with its first
+    (file, position): the occurrence that is kept."""
     origins: dict[str, list[tuple[str, int]]] = {}
-    for part in parts:
-        for doc_id, origin in part:
-            origins.setdefault(doc_id, []).append(origin)
-    for doc_id, found in origins.items():
-        if len(found) > 1:
-            yield doc_id, min(found)
+    for doc_id, origin in pairs:
+        origins.setdefault(doc_id, []).append(origin)
+    return {doc_id: min(found) for doc_id, found in origins.items() if len(found) > 1}
 
 
 class FrequentLines(beam.CombineFn):
@@ -290,7 +287,9 @@ class WriteShards(beam.PTransform):
     Each batch's rows are grouped by shard before the shuffle, so it moves one element
     per (batch, shard) rather than one per row, packed (:func:`~pipelines.batch.pack`):
     the in-process runner decodes a whole shuffle at once, and as Python rows every
-    shard's documents would be in memory together. ``shards`` is a singleton PCollection with the shard count. It is derived from the
+    shard's documents would be in memory together.
+
+    ``shards`` is a singleton PCollection with the shard count. It is derived from the
     input record count, which is known long before the documents reach this step, so
     the keying fuses with the step that produces them instead of making every document
     wait (and be encoded once more) for a count of its own output.
@@ -385,7 +384,7 @@ def build_pipeline(
         read.docs
         | "IdOrigins" >> beam.FlatMap(_ids_by_group)
         | "GroupIds" >> beam.GroupByKey()
-        | "RepeatedIds" >> beam.FlatMap(_repeated_ids)
+        | "RepeatedIds" >> beam.FlatMap(lambda group: repeated_ids(pair for part in group[1] for pair in part).items())
     )
     marked = (
         read.docs

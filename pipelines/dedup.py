@@ -47,10 +47,10 @@ Shape of both transforms
 Costs on the in-process DirectRunner
     There, each stage has a fixed setup cost and every materialised PCollection is
     encoded and decoded, so both transforms move batches (:mod:`pipelines.batch`): the
-    documents wait as whole batches, one pickle each, and the shuffles carry one element
-    per (batch, shard) or (batch, band, shard). ``num_shards`` spreads the hash and band groups over
-    that many keys: 1 suits one process, a distributed runner wants enough to keep each
-    group small.
+    documents wait as whole batches, one packed pickle each, and the shuffles carry one
+    element per (batch, shard) or (batch, band, shard). ``num_shards`` spreads the hash
+    and band groups over that many keys: 1 suits one process, a distributed runner wants
+    enough to keep each group small.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def make_input(root: Path, scale: int) -> dict:
 def run_loop(config, out_dir: str) -> dict:
     """The bare loop: same steps, no Beam. Returns counts and per-step seconds."""
     from pipelines import output
-    from pipelines.clean import domain_steps
+    from pipelines.clean import domain_steps, repeated_ids
     from pipelines.dedup import index_table, keep_key, near_duplicate_rejections
     from pipelines.read import CorpusReader, list_files
     from pipelines.steps.boilerplate import RemoveBoilerplate, distinct_lines, frequent_lines
@@ -91,10 +91,8 @@ def run_loop(config, out_dir: str) -> dict:
                     quarantined += 1
     n_input = len(docs) + quarantined
     start = time.perf_counter()
-    first: dict[str, tuple] = {}
-    for d in docs:
-        first[d["id"]] = min(first.get(d["id"], d["_origin"]), d["_origin"])
-    unique = [d for d in docs if first[d["id"]] == d["_origin"]]
+    repeats = repeated_ids((d["id"], d["_origin"]) for d in docs)
+    unique = [d for d in docs if repeats.get(d["id"], d["_origin"]) == d["_origin"]]
     quarantined += len(docs) - len(unique)
     docs = unique
     seconds["ids"] += time.perf_counter() - start

@@ -27,6 +27,7 @@ unless ``verbose``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -160,27 +161,13 @@ def validate(
     # A run that stops half-way must not leave the previous verdict looking current.
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(report_dir, RESULT_FILE))
-    with _phase(timings, "read"):
-        output = read_clean_output(directory)
-        token_output = read_token_output(tokens, output.kept.get("id", [])) if tokens else None
-    unknown = sorted(set(config.corpora) - set(output.corpora))
-    if unknown:
-        raise ConfigError(
-            f"validate.corpora.{unknown[0]}: no corpus of that name in {directory} "
-            f"(it has {', '.join(output.corpora) or 'none'})"
-        )
-    domains = output.kept["domain"].tolist() if "domain" in output.kept else [None] * len(output.kept)
-    with _phase(timings, "pii_scan"):
-        scan = PIIScan(output.kept_text, domains, lambda domain: profile(domain).clinical_dates, workers)
-    try:
-        with _quiet(verbose):
-            with _phase(timings, "import_ge"):
-                # Runs while the PII scan's workers (if any) read the texts.
-                from validation.suites import output_suites, schema_suite, token_suites
-            with _phase(timings, "pii_scan"):
-                output.kept["leftover_pii"] = scan.result()
-    finally:
-        scan.close()
+    # Reading and the PII scan (mostly Arrow and RE2, which release the GIL) run while
+    # this thread imports Great Expectations, the largest single cost on small corpora.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="validate-read") as pool:
+        reading = pool.submit(_read_and_scan, directory, tokens, config, profile, workers, timings)
+        with _quiet(verbose), _phase(timings, "import_ge"):
+            from validation.suites import output_suites, schema_suite, token_suites
+        output, token_output = reading.result()
     allowed = {domain: list(profile(domain).language.allowed) for domain in set(output.corpora.values())}
     plans = [schema_suite(output, token_output, config), *output_suites(output, config, allowed)]
     if token_output is not None:
@@ -196,6 +183,27 @@ def validate(
     )
     _write_json(os.path.join(report_dir, RESULT_FILE), report.to_json())
     return report
+
+
+def _read_and_scan(directory, tokens, config, profile, workers, timings):
+    """The outputs to check, with ``leftover_pii`` added to the kept documents."""
+    with _phase(timings, "read"):
+        output = read_clean_output(directory)
+        token_output = read_token_output(tokens, output.kept.get("id", [])) if tokens else None
+    unknown = sorted(set(config.corpora) - set(output.corpora))
+    if unknown:
+        raise ConfigError(
+            f"validate.corpora.{unknown[0]}: no corpus of that name in {directory} "
+            f"(it has {', '.join(output.corpora) or 'none'})"
+        )
+    domains = output.kept["domain"].tolist() if "domain" in output.kept else [None] * len(output.kept)
+    with _phase(timings, "pii_scan"):
+        scan = PIIScan(output.kept_text, domains, lambda domain: profile(domain).clinical_dates, workers)
+        try:
+            output.kept["leftover_pii"] = scan.result()
+        finally:
+            scan.close()
+    return output, token_output
 
 
 @contextlib.contextmanager

@@ -461,3 +461,39 @@ def test_relative_output_dir_builds_data_docs(clean_subset_for_validation, tmp_p
     report = validate("clean")
     assert report.success
     assert (tmp_path / "clean" / "validation" / "data-docs" / "index.html").exists()
+
+
+_IMPORT_PROBE = """
+import gc, importlib.util, sys
+{before}
+import validation.ge as ge
+from great_expectations.compatibility import sqlalchemy as gx_sqlalchemy
+print(json.dumps({{
+    "gc_enabled": gc.isenabled(),
+    "sqlalchemy_loaded": "sqlalchemy" in sys.modules,
+    "ge_sees_sqlalchemy": not isinstance(gx_sqlalchemy.sqlalchemy, type(gx_sqlalchemy.SQLALCHEMY_NOT_IMPORTED)),
+    "scipy_stats_lazy": isinstance(sys.modules["scipy.stats"], importlib.util._LazyModule),
+}}))
+import sqlalchemy, scipy.stats
+print(json.dumps({{"sqlalchemy": sqlalchemy.__version__, "ks": round(scipy.stats.ks_2samp([1, 2, 3], [1, 2, 4]).pvalue, 3)}}))
+"""
+
+
+@pytest.mark.parametrize("before", ["import json", "import json, sqlalchemy"])
+def test_ge_import_leaves_out_unused_integrations_until_someone_needs_them(before):
+    """GE imported alone does not load SQLAlchemy (its optional SQL extra) and defers
+    scipy.stats; both still import and work afterwards, and a process that loaded
+    SQLAlchemy first (MLflow's store) gives GE the real one."""
+    run = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE.format(before=before)],
+        capture_output=True, text=True, cwd=REPO, check=True,
+    )
+    shaped, later = (json.loads(line) for line in run.stdout.splitlines())
+    preloaded = "sqlalchemy" in before
+    assert shaped == {
+        "gc_enabled": True,
+        "sqlalchemy_loaded": preloaded,
+        "ge_sees_sqlalchemy": preloaded,
+        "scipy_stats_lazy": True,
+    }
+    assert later["sqlalchemy"].startswith("2.") and later["ks"] == 1.0

@@ -96,11 +96,19 @@ class DataDocsError(RuntimeError):
 
 
 def site_config(directory: str) -> dict:
-    """A filesystem Data Docs site in ``directory`` (for ``DataContextConfig``)."""
+    """A filesystem Data Docs site in ``directory`` (for ``DataContextConfig``), rendered
+    by GE's views with their templates' bytecode cached (:mod:`validation.datadocs_views`)."""
+    def view(class_name: str) -> dict:
+        return {"module_name": "validation.datadocs_views", "class_name": class_name}
+
     return {
         "class_name": "SiteBuilder",
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": view("CachedIndexPageView")},
+        # Merged into GE's default sections, which name their renderers and stores.
+        "site_section_builders": {
+            section: {"view": view("CachedPageView")} for section in ("expectations", "validations", "profiling")
+        },
     }
 
 

@@ -88,5 +88,15 @@ with _shaped_import():
         ProgressBarsConfig,
     )
     from great_expectations.expectations.metadata_types import FailureSeverity
+    from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 
-__all__ = ["DataContextConfig", "FailureSeverity", "InMemoryStoreBackendDefaults", "ProgressBarsConfig", "gx", "gxe"]
+__all__ = [
+    "DataContextConfig",
+    "DefaultJinjaIndexPageView",
+    "DefaultJinjaPageView",
+    "FailureSeverity",
+    "InMemoryStoreBackendDefaults",
+    "ProgressBarsConfig",
+    "gx",
+    "gxe",
+]

@@ -497,3 +497,29 @@ def test_ge_import_leaves_out_unused_integrations_until_someone_needs_them(befor
         "scipy_stats_lazy": True,
     }
     assert later["sqlalchemy"].startswith("2.") and later["ks"] == 1.0
+
+
+def test_data_docs_templates_compile_once_and_render_the_same(clean_subset_for_validation, tmp_path, monkeypatch):
+    """The second build loads GE's templates from Jinja's bytecode cache (in the user's
+    temporary directory) and writes the same suite pages as the first, which compiled them."""
+    import tempfile
+
+    from validation import datadocs_views
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    datadocs_views._bytecode_cache.cache_clear()
+    try:
+        pages = []
+        for run in ("compiled", "cached"):
+            report = validate(str(clean_subset_for_validation), report_dir=str(tmp_path / run), workers=0)
+            assert report.success
+            cache = sorted(p.name for p in (tmp_path / "tmp").glob("_jinja2-cache-*/*.cache"))
+            pages.append((tmp_path / run / "data-docs" / "expectations" / "kept" / "finance.html").read_text())
+            if run == "compiled":
+                compiled = cache
+        assert len(compiled) > 20 and cache == compiled
+        assert pages[0] == pages[1]
+        assert "leftover_pii" in pages[0]
+    finally:
+        datadocs_views._bytecode_cache.cache_clear()

@@ -17,7 +17,8 @@ the report to MLflow) call. It writes, under ``DIR/validation/`` (or ``report_di
                   "example_ids": [...], "example_values": [...], "error": str | null}, ...]}
 
   ``example_ids`` are document ids (or the measure/domain of a summary row);
-  ``example_values`` the offending values, shortened to 200 characters.
+  ``example_values`` the offending values, shortened to 200 characters. ``timings``
+  are wall seconds per phase; ``read`` and ``pii_scan`` run alongside ``import_ge``.
 * ``data-docs/``: GE's Data Docs for these results, with its CDN assets served locally
   (:mod:`validation.datadocs`).
 

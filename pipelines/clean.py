@@ -30,13 +30,13 @@ import apache_beam as beam
 import pyarrow as pa
 import xxhash
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import output, progress
 from pipelines.batch import DocBatch, pack, unpack
 from pipelines.config import CleanConfig, CorpusConfig, PipelineConfig
 from pipelines.dedup import ExactDedup, NearDedup, check_index_parts, index_table, read_index
 from pipelines.read import QUARANTINE, CorpusReader, list_files
+from pipelines.runner import pipeline_options
 from pipelines.stats import StatsCombineFn, check_accounting, partial_stats
 from pipelines.steps.base import Doc
 from pipelines.steps.boilerplate import RemoveBoilerplate, distinct_lines, frequent_lines
@@ -447,21 +447,6 @@ def build_pipeline(
         quarantined | "StatsQuarantined" >> beam.Map(lambda q: partial_stats("quarantined", [q])),
     ]
     return partials | "AllStats" >> beam.Flatten() | "Stats" >> beam.CombineGlobally(StatsCombineFn())
-
-
-def pipeline_options(beam_args: list[str] | None) -> tuple[PipelineOptions, object]:
-    """Options from pass-through Beam arguments, and the runner to use.
-
-    With no ``--runner`` (or ``--runner=DirectRunner``) the in-process FnApiRunner is
-    constructed directly: the DirectRunner would first try to download Prism.
-    """
-    options = PipelineOptions(beam_args or [])
-    runner_name = options.view_as(StandardOptions).runner
-    if runner_name in (None, "DirectRunner", "direct"):
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return options, FnApiRunner()
-    return options, None
 
 
 def run_clean(

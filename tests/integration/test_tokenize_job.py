@@ -140,6 +140,19 @@ def test_several_kept_files_give_the_same_documents_as_one(tokenized, bundle, tm
     assert _documents_in_order(out, manifest) == _documents_in_order(tokenized["out"], tokenized["manifest"])
 
 
+def test_kept_files_without_documents_give_an_empty_complete_output(tokenized, bundle, tmp_path):
+    """The counts combine has no default value: with nothing encoded it has no output,
+    and the manifest still holds empty counts, no shards and an empty document table."""
+    pq.write_table(tokenized["kept"].slice(0, 0), tmp_path / "empty.parquet")
+    out = tmp_path / "out"
+    manifest = run_tokenize([str(tmp_path / "empty.parquet")], str(bundle), str(out), CONFIG, show_progress=False)
+    assert manifest["shards"] == [] and manifest["unique_documents"] == 0
+    assert manifest["train_tokens"] == manifest["val_tokens"] == 0
+    assert manifest["by_domain"] == manifest["by_source"] == manifest["by_corpus"] == {}
+    assert pq.read_table(out / "documents.parquet").num_rows == 0
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
 def test_rerun_on_the_multiprocess_runner_gives_identical_shards(
     tokenized, clean_subset_for_tokenizer, bundle, tmp_path
 ):

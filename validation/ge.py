@@ -32,6 +32,7 @@ import gc
 import importlib.abc
 import importlib.util
 import sys
+import threading
 
 _LAZY = ("scipy.stats", "altair")
 #: Import-name prefixes of GE's optional integrations (see the module docstring).
@@ -43,13 +44,18 @@ def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 class _ImportShaper(importlib.abc.MetaPathFinder):
-    """Loads ``lazy`` modules lazily, and reports ``absent`` ones as not installed."""
+    """Loads ``lazy`` modules lazily, and reports ``absent`` ones as not installed, to
+    imports made by the thread that imports GE (others, such as ``dapt validate``'s
+    reader running alongside, import as usual)."""
 
     def __init__(self, lazy: tuple[str, ...], absent: tuple[str, ...]):
         self.lazy = lazy
         self.absent = absent
+        self.thread = threading.get_ident()
 
     def find_spec(self, name, path, target=None):
+        if threading.get_ident() != self.thread:
+            return None
         if _matches(name, self.absent):
             raise ModuleNotFoundError(f"No module named {name!r} (not imported for Great Expectations)", name=name)
         if name not in self.lazy:
@@ -65,7 +71,8 @@ class _ImportShaper(importlib.abc.MetaPathFinder):
 
 @contextlib.contextmanager
 def _shaped_import():
-    absent = tuple(p for p in _OPTIONAL if not any(_matches(m, (p,)) for m in sys.modules))
+    loaded = tuple(sys.modules)  # one atomic copy: another thread may be importing
+    absent = tuple(p for p in _OPTIONAL if not any(_matches(m, (p,)) for m in loaded))
     shaper = _ImportShaper(_LAZY, absent)
     sys.meta_path.insert(0, shaper)
     collecting = gc.isenabled()

@@ -17,22 +17,20 @@ left out without changing what GE computes:
   so while GE is imported they are reported absent, as in an install without those
   extras. Only when nothing in the process has imported them yet: a process that uses
   them (``dapt run`` with MLflow) keeps them, and GE sees them as usual.
-* **Cyclic garbage collection during the import.** Building GE's ~370 pydantic-v1
-  models (each subclass deep-copies its base's fields) allocates millions of objects,
-  every one of them still referenced when the import ends, so the collections that
-  the allocations trigger find nothing to free. Collection is paused for the import
-  and the imported objects are then frozen (:func:`gc.freeze`), so the later
-  collections of this short-lived process do not traverse them again.
+* **Cyclic garbage collection during the import** (:mod:`pipelines.lifelong_imports`):
+  building GE's ~370 pydantic-v1 models (each subclass deep-copies its base's fields)
+  allocates millions of objects that all outlive the import.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib.abc
 import importlib.util
 import sys
 import threading
+
+from pipelines.lifelong_imports import lifelong_imports
 
 _LAZY = ("scipy.stats", "altair")
 #: Import-name prefixes of GE's optional integrations (see the module docstring).
@@ -75,15 +73,11 @@ def _shaped_import():
     absent = tuple(p for p in _OPTIONAL if not any(_matches(m, (p,)) for m in loaded))
     shaper = _ImportShaper(_LAZY, absent)
     sys.meta_path.insert(0, shaper)
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        yield
+        with lifelong_imports():
+            yield
     finally:
         sys.meta_path.remove(shaper)
-        if collecting:
-            gc.freeze()
-            gc.enable()
 
 
 with _shaped_import():

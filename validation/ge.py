@@ -83,6 +83,9 @@ def _shaped_import():
 with _shaped_import():
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.datasource.fluent import PandasDatasource
+    from great_expectations.datasource.fluent.pandas_datasource import DataFrameAsset
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
@@ -92,11 +95,14 @@ with _shaped_import():
     from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 
 __all__ = [
+    "BatchDefinition",
     "DataContextConfig",
+    "DataFrameAsset",
     "DefaultJinjaIndexPageView",
     "DefaultJinjaPageView",
     "FailureSeverity",
     "InMemoryStoreBackendDefaults",
+    "PandasDatasource",
     "ProgressBarsConfig",
     "gx",
     "gxe",

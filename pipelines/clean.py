@@ -26,27 +26,32 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-import apache_beam as beam
-import pyarrow as pa
-import xxhash
-from apache_beam.io.filesystems import FileSystems
+from pipelines.lifelong_imports import lifelong_imports
 
-from pipelines import output, progress
-from pipelines.batch import DocBatch, pack, unpack
-from pipelines.config import CleanConfig, CorpusConfig, PipelineConfig
-from pipelines.dedup import ExactDedup, NearDedup, check_index_parts, index_table, read_index
-from pipelines.read import QUARANTINE, CorpusReader, list_files
-from pipelines.runner import pipeline_options
-from pipelines.stats import StatsCombineFn, check_accounting, partial_stats
-from pipelines.steps.base import Doc
-from pipelines.steps.boilerplate import RemoveBoilerplate, distinct_lines, frequent_lines
-from pipelines.steps.counts import CountDocument
-from pipelines.steps.language import LanguageFilter
-from pipelines.steps.markup import StripMarkup
-from pipelines.steps.minhash import MinHasher
-from pipelines.steps.pii import PIIRedactor
-from pipelines.steps.profiles import build_filters
-from pipelines.steps.repair import Repair
+# Beam and the steps' tables and models live as long as the process: importing them with the
+# collector paused and then frozen costs ~0.35 CPU-s less (1.3 -> 0.9 s on the CI machine).
+with lifelong_imports():
+    import apache_beam as beam
+    import pyarrow as pa
+    import xxhash
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipelines import output, progress
+    from pipelines.batch import DocBatch, pack, unpack
+    from pipelines.config import CleanConfig, CorpusConfig, PipelineConfig
+    from pipelines.dedup import ExactDedup, NearDedup, check_index_parts, index_table, read_index
+    from pipelines.read import QUARANTINE, CorpusReader, list_files
+    from pipelines.runner import pipeline_options
+    from pipelines.stats import StatsCombineFn, check_accounting, partial_stats
+    from pipelines.steps.base import Doc
+    from pipelines.steps.boilerplate import RemoveBoilerplate, distinct_lines, frequent_lines
+    from pipelines.steps.counts import CountDocument
+    from pipelines.steps.language import LanguageFilter
+    from pipelines.steps.markup import StripMarkup
+    from pipelines.steps.minhash import MinHasher
+    from pipelines.steps.pii import PIIRedactor
+    from pipelines.steps.profiles import build_filters
+    from pipelines.steps.repair import Repair
 
 REJECTED = "rejected"
 PROGRESS_STEPS = ["read", "repair", "markup", "boilerplate", "filters", "language", "pii", "counts", "kept"]

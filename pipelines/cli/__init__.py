@@ -16,7 +16,9 @@ from pipelines.cli import corpus, plan, run, runs, tokenizer, train, validate
 _COMMANDS = (corpus, validate, tokenizer, plan, train, run, runs)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or, given the ``command`` about to run, one that leaves out
+    other commands' costly options (``train``'s, generated from its config model)."""
     parser = argparse.ArgumentParser(
         prog="dapt",
         description="Domain-adaptive pretraining pipeline: clean corpora, validate, train a "
@@ -25,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _COMMANDS:
-        module.register(subparsers)
+        if module is train:
+            module.register(subparsers, training_options=command in (None, "train"))
+        else:
+            module.register(subparsers)
     return parser
 
 
@@ -37,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1 :]
     _quiet_library_logs()
-    parser = build_parser()
+    command = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     args.beam_args = beam_args
     if not getattr(args, "func", None):

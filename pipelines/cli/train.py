@@ -67,9 +67,10 @@ def _one_line(command: str):
     return fail
 
 
-def register(subparsers) -> None:
-    from pretrain.train import TrainConfig
-
+def register(subparsers, training_options: bool = True) -> None:
+    """``training_options``: add the flags generated from
+    :class:`~pretrain.train.TrainConfig` (importing it costs ~0.1 CPU-s, so the CLI
+    skips them when another command runs)."""
     train = subparsers.add_parser(
         "train", help="pretrain the model on the token shards (torchrun, DDP/FSDP2, MLflow)",
         description="Pretrain a decoder-only LM with early stopping, exact resume and MLflow tracking.",
@@ -91,22 +92,8 @@ def register(subparsers) -> None:
     launch.add_argument("--nnodes", metavar="N", help="torchrun --nnodes (multi-node)")
     launch.add_argument("--node-rank", metavar="R", help="torchrun --node-rank")
     launch.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="torchrun rendezvous endpoint")
-    options = train.add_argument_group("training")
-    for name, field in TrainConfig.model_fields.items():
-        if name in _SPECIAL:
-            continue
-        flag = "--" + name.replace("_", "-")
-        kind = field.annotation
-        default = field.default
-        shown = "" if default is None else f"default {default}"
-        text = "; ".join(part for part in (field.description, shown) if part)
-        if kind is bool:
-            options.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-            continue
-        base = {int: int, float: float}.get(kind) or {"int | None": int, "float | None": float}.get(str(kind), str)
-        choices = getattr(kind, "__args__", None) if str(kind).startswith("typing.Literal") else None
-        metavar = None if choices else {int: "N", float: "X"}.get(base, "VALUE")
-        options.add_argument(flag, type=base, choices=choices, default=None, metavar=metavar, help=text)
+    if training_options:
+        _training_options(train.add_argument_group("training"))
     train.set_defaults(func=run_train)
 
     generate = subparsers.add_parser(
@@ -133,6 +120,26 @@ def register(subparsers) -> None:
     _model_arguments(score)
     score.add_argument("file", metavar="FILE")
     score.set_defaults(func=run_score)
+
+
+def _training_options(options) -> None:
+    from pretrain.train import TrainConfig
+
+    for name, field in TrainConfig.model_fields.items():
+        if name in _SPECIAL:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = field.annotation
+        default = field.default
+        shown = "" if default is None else f"default {default}"
+        text = "; ".join(part for part in (field.description, shown) if part)
+        if kind is bool:
+            options.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+            continue
+        base = {int: int, float: float}.get(kind) or {"int | None": int, "float | None": float}.get(str(kind), str)
+        choices = getattr(kind, "__args__", None) if str(kind).startswith("typing.Literal") else None
+        metavar = None if choices else {int: "N", float: "X"}.get(base, "VALUE")
+        options.add_argument(flag, type=base, choices=choices, default=None, metavar=metavar, help=text)
 
 
 def _model_arguments(parser) -> None:

@@ -84,13 +84,13 @@ with _shaped_import():
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.core.batch_definition import BatchDefinition
-    from great_expectations.datasource.fluent import PandasDatasource
-    from great_expectations.datasource.fluent.pandas_datasource import DataFrameAsset
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
         ProgressBarsConfig,
     )
+    from great_expectations.datasource.fluent import PandasDatasource
+    from great_expectations.datasource.fluent.pandas_datasource import DataFrameAsset
     from great_expectations.expectations.metadata_types import FailureSeverity
     from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 

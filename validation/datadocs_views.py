@@ -31,17 +31,17 @@ def _bytecode_cache() -> BytecodeCache | None:
         return None
 
 
-class CachedPageView(DefaultJinjaPageView):
+class _CachedTemplates:
+    """Gives the Jinja environment that GE's view ``__init__`` builds the bytecode cache."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.env.bytecode_cache = _bytecode_cache()
+
+
+class CachedPageView(_CachedTemplates, DefaultJinjaPageView):
     """GE's page view (suites, validation results)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = _bytecode_cache()
 
-
-class CachedIndexPageView(DefaultJinjaIndexPageView):
+class CachedIndexPageView(_CachedTemplates, DefaultJinjaIndexPageView):
     """GE's index page view."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = _bytecode_cache()

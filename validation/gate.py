@@ -42,7 +42,7 @@ from typing import Any
 
 from pipelines.config import CleanConfig, ConfigError
 from validation.config import ValidateConfig
-from validation.pii_scan import PIIScan
+from validation.pii_scan import scan_pii
 from validation.tables import read_clean_output, read_token_output
 
 REPORT_DIR = "validation"
@@ -151,7 +151,7 @@ def validate(
     :class:`~validation.tables.OutputError` when the input cannot be read and
     :class:`~pipelines.config.ConfigError` when the config names a corpus that is not
     in the output. ``workers``: processes for the PII scan (see
-    :class:`~validation.pii_scan.PIIScan`; 0 keeps it in this process).
+    :func:`~validation.pii_scan.scan_pii`; 0 keeps it in this process).
     """
     config = config or ValidateConfig()
     profile = functools.cache((clean or CleanConfig()).profile)
@@ -199,11 +199,9 @@ def _read_and_scan(directory, tokens, config, profile, workers, timings):
         )
     domains = output.kept["domain"].tolist() if "domain" in output.kept else [None] * len(output.kept)
     with _phase(timings, "pii_scan"):
-        scan = PIIScan(output.kept_text, domains, lambda domain: profile(domain).clinical_dates, workers)
-        try:
-            output.kept["leftover_pii"] = scan.result()
-        finally:
-            scan.close()
+        output.kept["leftover_pii"] = scan_pii(
+            output.kept_text, domains, lambda domain: profile(domain).clinical_dates, workers
+        )
     return output, token_output
 
 

@@ -7,7 +7,7 @@ own definitions (one source of truth, never a copy):
 * ``text_length``: characters of ``text`` (``None`` when it is not a string), counted by
   Arrow;
 * ``leftover_pii``: what :func:`pipelines.steps.pii.find_pii` still finds, added by a
-  :class:`validation.pii_scan.PIIScan` (which see);
+  :func:`validation.pii_scan.scan_pii` (which see);
 * ``leftover_markup``: the first :data:`pipelines.steps.markup.LEFTOVER_MARKUP` match
   (``</BODY>``, ``&amp;``), ``None`` when clean. Tickers such as ``<IP>`` are text to it.
   Python searches only the texts that Arrow's RE2 does not rule out
@@ -91,7 +91,7 @@ def tokens_schema() -> pa.Schema:
 
 def read_clean_output(directory: str) -> CleanOutput:
     """Read ``directory``; adds ``text_length`` and ``leftover_markup`` (``leftover_pii``
-    comes from a :class:`PIIScan` of ``kept``)."""
+    comes from :func:`~validation.pii_scan.scan_pii` of ``kept``)."""
     if not os.path.isdir(directory):
         raise NotAnOutput(f"{directory}: no such directory")
     stats_path = os.path.join(directory, STATS_FILE)

@@ -233,6 +233,10 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+#: A validator message that starts with the key it is about (``domains.medical.text_length: ...``).
+_KEY_FIRST = re.compile(r"[A-Za-z_][\w-]*(?:\.[\w-]+|\[\d+\])*: ")
+
+
 def describe_errors(err: ValidationError, prefix: str = "") -> str:
     lines = []
     for problem in err.errors():
@@ -245,8 +249,14 @@ def describe_errors(err: ValidationError, prefix: str = "") -> str:
             message = re.sub(r"^Value error, ", "", problem["msg"])
         value = problem.get("input")
         shown = "" if problem["type"] in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {value!r})"
-        # A model-level message already names its keys ("train.lr: ...").
-        lines.append(f"{where}: {message}{shown}" if where else f"{message}{shown}")
+        # A model-level message already names its keys ("train.lr: ..."), relative to where
+        # the model sits: "validate" + "domains.x.min: ..." is "validate.domains.x.min: ...".
+        if not where:
+            lines.append(f"{message}{shown}")
+        elif problem["type"] == "value_error" and _KEY_FIRST.match(message):
+            lines.append(f"{where}.{message}{shown}")
+        else:
+            lines.append(f"{where}: {message}{shown}")
     return "\n".join(lines)
 
 

@@ -241,24 +241,6 @@ class ValidateConfig(_Strict):
         return self.for_corpus(None, domain)
 
 
-def parse_validate_section(data: Any, source: str = "config") -> ValidateConfig:
-    """The ``validate:`` mapping as a :class:`ValidateConfig`; problems are
-    :class:`~pipelines.config.ConfigError` lines naming the key."""
-    from pipelines.config import ConfigError, describe_errors
-
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: validate: expected a mapping, got {type(data).__name__}")
-    try:
-        return ValidateConfig.model_validate(data)
-    except ValidationError as err:
-        # Errors raised by the model validator arrive as "validate: domains.x...: ...".
-        lines = describe_errors(err, prefix="validate").splitlines()
-        lines = [f"{source}: {line.replace('validate: ', 'validate.', 1)}" for line in lines]
-        raise ConfigError("\n".join(lines)) from None
-
-
 def read_pipeline_config(path: str) -> tuple[ValidateConfig, Any]:
     """``(validate section, clean section)`` of a pipeline YAML, both validated.
 

@@ -25,10 +25,10 @@ import pytest
 
 from conftest import REPO
 from pipelines.cli import main
-from pipelines.config import ConfigError
+from pipelines.config import ConfigError, parse_config
 from pipelines.output import KEPT_SCHEMA, REJECTED_SCHEMA, read_table
 from validation import datadocs
-from validation.config import BUILTIN_DOMAIN_CHECKS, CHECKS, ValidateConfig, parse_validate_section
+from validation.config import BUILTIN_DOMAIN_CHECKS, CHECKS, ValidateConfig
 from validation.gate import RESULT_FILE, ValidationReport, validate
 from validation.pii_scan import _pii_summary, _scan_in_processes, scan_pii
 from validation.tables import NotAnOutput, OutputError, tokens_schema
@@ -285,13 +285,19 @@ def test_warnings_are_reported_without_blocking_and_off_skips_a_check(clean_subs
     assert "kept/id_unique" not in {r.name for r in report.results}
 
 
+def _pipeline_config(validate_section: dict, source: str = "config"):
+    """A pipeline config with this ``validate:`` section, parsed as ``--config`` YAML is."""
+    corpus = {"name": "reuters", "path": "reuters.jsonl", "format": "jsonl", "domain": "finance"}
+    return parse_config({"corpora": [corpus], "validate": validate_section}, source)
+
+
 def test_settings_layer_section_builtin_domain_corpus():
-    config = parse_validate_section({
+    config = _pipeline_config({
         "language": {"max_und_fraction": 0.3},
         "text_length": {"mostly": 0.95},
         "domains": {"finance": {"drops": {"max_reason_fraction": {"placeholder": 0.2}}}},
         "corpora": {"reuters": {"drops": {"min_kept_fraction": 0.5}, "severity": {"text_length": "blocking"}}},
-    })
+    }).validation
     reuters = config.for_corpus("reuters", "finance")
     assert reuters.drops.min_kept_fraction == 0.5  # corpus
     assert reuters.drops.reason_bound("placeholder") == 0.2  # domain override
@@ -315,11 +321,13 @@ def test_settings_layer_section_builtin_domain_corpus():
         ({"corpora": {"reuters": {"severity": {"no_leftover_pii": "fatal"}}}},
          "cfg.yaml: validate.corpora.reuters.severity.no_leftover_pii: Input should be 'blocking', 'warning' or 'off'"),
         ({"corpora": {"reuters": {"tokens": {}}}}, "cfg.yaml: validate.corpora.reuters.tokens: token bounds are per domain"),
+        ({"domains": {"finance": {"drops": {"max_reason_fraction": {"placeholder": 2}}}}},
+         "cfg.yaml: validate.domains.finance.drops.max_reason_fraction.placeholder: a fraction must be within 0..1"),
     ],
 )
 def test_config_errors_are_one_line_naming_the_key(section, message):
     with pytest.raises(ConfigError) as err:
-        parse_validate_section(section, "cfg.yaml")
+        _pipeline_config(section, "cfg.yaml")
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 

@@ -71,11 +71,3 @@ ACCELERATORS: dict[str, Accelerator] = {
         Accelerator("h200", "NVIDIA H200 SXM 141GB", 141.0, _HOPPER_SXM),
     )
 }
-
-
-def get_accelerator(key: str) -> Accelerator:
-    try:
-        return ACCELERATORS[key.lower()]
-    except KeyError:
-        known = ", ".join(ACCELERATORS)
-        raise KeyError(f"unknown accelerator {key!r}; known: {known}") from None

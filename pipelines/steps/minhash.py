@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -289,11 +289,3 @@ class UnionFind:
     def roots(self) -> dict[Any, Any]:
         """Every node seen, mapped to the root (smallest member) of its set."""
         return {node: self.find(node) for node in self._parent}
-
-
-def connected_components(edges: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
-    """Map every node that appears in ``edges`` to the smallest node of its component."""
-    uf = UnionFind()
-    for a, b in edges:
-        uf.union(a, b)
-    return uf.roots()

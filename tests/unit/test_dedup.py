@@ -39,7 +39,6 @@ from pipelines.dedup import (
 from pipelines.steps.minhash import (
     MinHasher,
     UnionFind,
-    connected_components,
     content_hash,
     estimate_jaccard,
     normalize_for_hash,
@@ -182,6 +181,13 @@ def test_band_keys():
     changed[3 * 8 + 2] ^= 1  # one value of band 3
     diff = [i for (i, k), (_, k2) in zip(keys, h.band_keys(changed)) if k != k2]
     assert diff == [3]
+
+
+def connected_components(edges) -> dict:
+    uf = UnionFind()
+    for a, b in edges:
+        uf.union(a, b)
+    return uf.roots()
 
 
 def test_union_find_roots_are_minimal_and_order_independent():

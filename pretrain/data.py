@@ -156,9 +156,6 @@ class TrainBatches:
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.windows.batch(self.indices(step))
 
-    def epochs_at(self, step: int) -> float:
-        return step * self.global_batch / self.windows.count
-
 
 def val_batches(manifest: TokenManifest, seq_len: int, batch: int, max_sequences: int, rank: int, world: int):
     """This rank's validation batches: windows ``rank, rank + world, ...`` of the first

@@ -38,7 +38,6 @@ import numpy as np
 
 from tokenizer.bundle import MANIFEST_FILE, Tokenizer, load_tokenizer
 
-METRICS = ("tokens_per_word", "bytes_per_token", "byte_fallback_rate", "unk_rate")
 BATCH = 512
 
 

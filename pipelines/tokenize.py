@@ -67,6 +67,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import os
 import time
@@ -115,8 +116,13 @@ class TokenizeError(RuntimeError):
     """The run cannot produce exact, complete output; nothing was committed."""
 
 
-def split_of(doc_id: str, val_fraction: float, salt: str) -> str:
-    return "val" if xxhash.xxh64_intdigest(f"{salt}\x1f{doc_id}".encode()) < val_fraction * 2.0**64 else "train"
+def val_members(ids: pa.Array, val_fraction: float, salt: str) -> np.ndarray:
+    """Which of ``ids`` are in the validation split (the rule in the module docstring)."""
+    prefix = f"{salt}\x1f".encode()
+    limit = val_fraction * 2.0**64
+    digest = xxhash.xxh64_intdigest
+    return np.fromiter((digest(prefix + i) < limit for i in ids.cast(pa.binary()).to_pylist()), dtype=bool,
+                       count=len(ids))
 
 
 def shard_path(split: str, index: int, shards: int) -> str:
@@ -209,53 +215,47 @@ class EncodeFile(beam.DoFn):
                 stream.close()
 
     def _pieces(self, streams: dict[str, _Stream], key: tuple[int, int], batch: pa.RecordBatch, future):
+        """A batch's documents of each split (a piece) appended to the file's stream of
+        that split; yields each piece's summary."""
         encoded = future.result()
-        config = self.config
         sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        val = np.fromiter(
-            (split_of(i, config.val_fraction, config.split_salt) == "val" for i in batch.column("id").to_pylist()),
-            dtype=bool, count=len(encoded),
-        )
+        val = val_members(batch.column("id"), self.config.val_fraction, self.config.split_salt)
+        rows = batch.select(ROW_COLUMNS)
+        names = {column: rows.column(column).dictionary_encode() for column in ("domain", "source", "corpus")}
         for split, member in zip(SPLITS, (~val, val)):
-            rows = np.flatnonzero(member)
-            if rows.size:
-                if split not in streams:
-                    base = FileSystems.join(self.staging, stream_name(split, key[0]))
-                    streams[split] = _Stream(base, pa.schema([batch.schema.field(c) for c in ROW_COLUMNS]))
-                yield self._piece(streams[split], split, key, batch, encoded, sizes, rows)
+            documents = int(np.count_nonzero(member))
+            if not documents:
+                continue
+            if split not in streams:
+                base = FileSystems.join(self.staging, stream_name(split, key[0]))
+                streams[split] = _Stream(base, rows.schema)
+            whole = documents == len(encoded)
+            # Ids are below the vocabulary size, so the unsafe cast to uint16/uint32 is exact.
+            tokens = np.concatenate(encoded if whole else list(itertools.compress(encoded, member)),
+                                    dtype=self.tokenizer.dtype, casting="unsafe")
+            token_start, row_start = streams[split].append(
+                tokens, sizes if whole else sizes[member], rows if whole else rows.filter(pa.array(member)))
+            yield {"split": split, "key": key, "documents": documents, "tokens": int(tokens.size),
+                   "token_start": token_start, "row_start": row_start,
+                   "counts": {f"by_{column}": _sums(names[column], sizes, member) for column in names}}
         progress.count("documents", len(encoded))
         progress.count("tokens", int(sizes.sum()))
-
-    def _piece(self, stream: _Stream, split: str, key: tuple[int, int], batch: pa.RecordBatch,
-               encoded: list[np.ndarray], sizes: np.ndarray, rows: np.ndarray) -> dict:
-        whole = rows.size == len(encoded)
-        # Ids are below the vocabulary size, so the unsafe cast to uint16/uint32 is exact.
-        tokens = np.concatenate(encoded if whole else [encoded[i] for i in rows],
-                                dtype=self.tokenizer.dtype, casting="unsafe")
-        picked = batch.select(ROW_COLUMNS)
-        if not whole:
-            picked = picked.take(pa.array(rows))
-            sizes = sizes[rows]
-        token_start, row_start = stream.append(tokens, sizes, picked)
-        counts = {f"by_{column}": _sums(picked.column(column), sizes) for column in ("domain", "source", "corpus")}
-        return {"split": split, "key": key, "documents": int(rows.size), "tokens": int(tokens.size),
-                "token_start": token_start, "row_start": row_start, "counts": counts}
 
 
 def _group() -> dict:
     return {"documents": 0, "tokens": 0}
 
 
-def _sums(names: pa.Array, sizes: np.ndarray) -> dict:
-    """``{name: {documents, tokens}}`` of one piece. (Not ``Table.group_by``: its ~2 ms a
-    call cost more than the encode of a piece.)"""
-    encoded = names.dictionary_encode()
-    indices = encoded.indices.to_numpy()
-    documents = np.bincount(indices, minlength=len(encoded.dictionary))
-    tokens = np.bincount(indices, weights=sizes, minlength=len(encoded.dictionary))
+def _sums(names: pa.DictionaryArray, sizes: np.ndarray, member: np.ndarray) -> dict:
+    """``{name: {documents, tokens}}`` of a batch's ``member`` rows (``names`` and
+    ``sizes`` are the whole batch's). (Not ``Table.group_by``: its ~2 ms a call cost more
+    than the encode of a piece.)"""
+    indices = names.indices.to_numpy()[member]
+    documents = np.bincount(indices, minlength=len(names.dictionary))
+    tokens = np.bincount(indices, weights=sizes[member], minlength=len(names.dictionary))
     return {
         name: {"documents": int(d), "tokens": int(t)}
-        for name, d, t in zip(encoded.dictionary.to_pylist(), documents, tokens)
+        for name, d, t in zip(names.dictionary.to_pylist(), documents, tokens) if d
     }
 
 

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import xxhash
 
 from pipelines.cli import main
 from pipelines.output import read_table
-from pipelines.tokenize import TokenizeError, run_tokenize, split_of
+from pipelines.tokenize import TokenizeError, run_tokenize
 from tokenizer.bundle import BundleError, load_tokenizer
 from tokenizer.config import TokenizeConfig, TokenizerConfig
 from tokenizer.kept import KeptError
@@ -104,7 +105,12 @@ def test_train_and_validation_are_disjoint_by_document(tokenized):
     val = {r["id"] for r in documents if r["split"] == "val"}
     assert not train & val
     assert train | val == set(tokenized["kept"].column("id").to_pylist())
-    assert all(split_of(r["id"], CONFIG.val_fraction, CONFIG.split_salt) == r["split"] for r in documents)
+    # The documented rule, computed here: xxh64(salt + "\x1f" + id) < val_fraction x 2^64.
+    limit = CONFIG.val_fraction * 2.0**64
+    assert [r["split"] for r in documents] == [
+        "val" if xxhash.xxh64_intdigest(f"{CONFIG.split_salt}\x1f{r['id']}".encode()) < limit else "train"
+        for r in documents
+    ]
     assert 0.03 < len(val) / len(documents) < 0.07
     for shard in tokenized["manifest"]["shards"]:
         assert {r["split"] for r in documents if r["shard"] == shard["path"]} == {shard["split"]}

@@ -127,7 +127,9 @@ def _text_column(kept: pa.Table) -> pa.ChunkedArray:
 
 def _markup(text: pa.ChunkedArray) -> list[str | None]:
     found: list[str | None] = [None] * len(text)
-    rows = pc.indices_nonzero(may_match(text, _MARKUP_SUPERSET))
+    # Not pc.indices_nonzero: pyarrow 25 crashes (SIGSEGV) on a column of no chunks, which is
+    # what a clean output with no kept document reads as.
+    rows = pa.array([row for row, hit in enumerate(may_match(text, _MARKUP_SUPERSET).to_pylist()) if hit], pa.int64())
     for row, value in zip(rows.to_pylist(), text.take(rows).to_pylist()):
         match = LEFTOVER_MARKUP.search(value)
         found[row] = match.group()[:60] if match else None

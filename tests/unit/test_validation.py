@@ -362,6 +362,25 @@ def test_unreadable_inputs_name_the_file(clean_subset_for_validation, tmp_path):
         _run(out)
 
 
+def test_a_clean_output_without_kept_documents_fails_its_drop_rates_and_nothing_crashes(tmp_path):
+    """Every record quarantined, so ``kept/`` has no row: its columns read back with no
+    chunks, on which pyarrow 25's ``indices_nonzero`` crashed the process (SIGSEGV). The
+    gate must report the drop rates. In a child process, so a crash fails this test alone."""
+    from pipelines.clean import run_clean
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "a", "text": \n' * 3)
+    out = tmp_path / "clean"
+    corpus = {"name": "broken", "path": str(broken), "format": "jsonl", "domain": "finance"}
+    run_clean(parse_config({"corpora": [corpus]}), str(out), show_progress=False)
+    assert json.loads((out / "stats.json").read_text())["kept"] == 0
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "validate", str(out), "--no-data-docs"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "FAIL drops.broken/drop_rates" in run.stdout
+    assert json.loads((out / "validation" / RESULT_FILE).read_text())["blocking_failures"] == 1
+
+
 # -- token statistics (the tokenizer stage's files) -------------------------------------------
 
 

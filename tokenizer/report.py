@@ -118,6 +118,9 @@ def measure_file(path: str, domain: Tokenizer, general: Tokenizer) -> dict:
             c.add(texts)
     if not documents:
         raise ReportError(f"{path}: no documents to evaluate")
+    if not (counts["domain"].tokens and counts["general"].tokens):
+        # Else 0 tokens against 0 would read as "100 % fewer tokens".
+        raise ReportError(f"{path}: no text to evaluate: {documents} document(s), {n_bytes} bytes, no token")
     result = {"documents": documents, "words": words, "bytes": n_bytes}
     result.update({name: c.result(words, n_bytes) for name, c in counts.items()})
     result["fewer_tokens"] = round(1 - result["domain"]["tokens"] / max(result["general"]["tokens"], 1), 4)

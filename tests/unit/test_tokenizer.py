@@ -22,6 +22,7 @@ from pipelines.output import read_table
 from tokenizer.bundle import MANIFEST_FILE, MODEL_FILE, BundleError, load_tokenizer, token_dtype
 from tokenizer.config import TokenizerConfig, TokenizerConfigError, load_config, parse_section
 from tokenizer.kept import KeptError
+from tokenizer.report import ReportError, measure_file
 from tokenizer.train import allocate, draw_sample, placeholder_symbols, sentences, train_tokenizer
 
 SMALL = {"vocab_size": 2000, "input_sentence_size": 5_000}
@@ -232,7 +233,7 @@ def test_config_errors_are_one_line_naming_the_key(tmp_path):
     assert token_dtype(65536) == "uint16" and token_dtype(65537) == "uint32"
 
 
-def test_bad_inputs_are_one_line_errors(data, tmp_path, capsys):
+def test_bad_inputs_are_one_line_errors(data, domain_bundle, tmp_path, capsys):
     assert main(["tokenizer", "train", str(tmp_path / "nothing"), "--output", str(tmp_path / "b")]) == 2
     assert "no kept Parquet files" in capsys.readouterr().err
     pq.write_table(pa.table({"id": ["a"], "body": ["x"]}), tmp_path / "wrong.parquet")
@@ -248,3 +249,8 @@ def test_bad_inputs_are_one_line_errors(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "SentencePiece: Vocabulary size too high (2000)" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "b").exists()
+    # An evaluation file without text has no verdict (0 tokens against 0 is not "100 % fewer").
+    for name, content in (("empty.txt", ""), ("empty-texts.jsonl", '{"id": "a", "text": ""}\n')):
+        (tmp_path / name).write_text(content)
+        with pytest.raises(ReportError, match=f"{name}: no text to evaluate"):
+            measure_file(str(tmp_path / name), load_tokenizer(str(domain_bundle)), load_tokenizer(str(domain_bundle)))

@@ -15,6 +15,7 @@ import glob
 import gzip
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,14 @@ from pipelines.config import CorpusConfig
 QUARANTINE = "quarantine"
 _RAW_PREVIEW = 500
 _GLOB_CHARS = "*?["
+#: A JSON escape of a UTF-16 surrogate (``\ud800``-``\udfff``), the only way a JSON line can
+#: give Python a string that UTF-8 (and so Arrow, fastText) cannot hold: an unpaired half.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+#: The deepest JSON nesting a record may have. Python's recursion limit (1,000 frames) bounds
+#: what ``json`` parses and what ``pickle`` writes when Beam hands a document between stages,
+#: from inside its own deep stack: a record that parses at 900 levels still crashed the job
+#: there. No corpus record plausibly nests beyond a few levels.
+MAX_JSON_DEPTH = 100
 
 
 def quarantine_record(corpus: CorpusConfig, file: str, position: int, error: str, raw: Any = "") -> dict:
@@ -42,6 +51,17 @@ def quarantine_record(corpus: CorpusConfig, file: str, position: int, error: str
         "error": error,
         "raw": raw,
     }
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in a parsed JSON value (a walk, not a recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def list_files(corpus: CorpusConfig) -> tuple[list[str], list[dict]]:
@@ -125,10 +145,26 @@ class CorpusReader:
             record = json.loads(decoded)
         except json.JSONDecodeError as err:
             return QUARANTINE, quarantine_record(self.corpus, path, line_no, f"malformed JSON: {err}", decoded)
+        except RecursionError:
+            return QUARANTINE, quarantine_record(
+                self.corpus, path, line_no, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", decoded
+            )
         if not isinstance(record, dict):
             return QUARANTINE, quarantine_record(
                 self.corpus, path, line_no, f"expected a JSON object, got {type(record).__name__}", decoded
             )
+        if decoded.count("[") + decoded.count("{") > MAX_JSON_DEPTH and _depth(record) > MAX_JSON_DEPTH:
+            return QUARANTINE, quarantine_record(
+                self.corpus, path, line_no, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", decoded
+            )
+        if _SURROGATE_ESCAPE.search(decoded):
+            try:
+                json.dumps(record, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                return QUARANTINE, quarantine_record(
+                    self.corpus, path, line_no, "a \\u escape gives an unpaired UTF-16 surrogate: not valid Unicode",
+                    decoded,
+                )
         return self._to_doc(record, path, line_no, decoded)
 
     def _read_parquet(self, path: str) -> Iterator[tuple[str, dict]]:

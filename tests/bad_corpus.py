@@ -31,6 +31,12 @@ def write_bad_corpus(root: Path) -> dict:
     lines.append(json.dumps({"id": "nul", "text": "binary\u0000junk\u0000here"}).encode())
     lines.append(good(1).encode())
     lines.append(json.dumps({"id": "huge", "text": ("word " * 1_000_000)[:5_000_000]}).encode())
+    # JSON that parses into strings UTF-8 cannot hold, or into nesting that Beam cannot
+    # pickle (each of these crashed the whole job once); an escaped surrogate pair is fine.
+    lines.append(b'{"id": "lone-surrogate", "text": "' + GOOD_TEXT.encode() + b' \\ud800"}')
+    lines.append(b'{"id": "deep", "meta": ' + b"[" * 900 + b"]" * 900 + b', "text": "' + GOOD_TEXT.encode() + b'"}')
+    lines.append(b'{"id": "deeper", "meta": ' + b"[" * 5000 + b"]" * 5000 + b', "text": "' + GOOD_TEXT.encode() + b'"}')
+    lines.append(b'{"id": "emoji", "text": "' + GOOD_TEXT.encode() + b' \\ud83d\\ude00"}')
     (root / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
 
     (root / "empty.jsonl").write_bytes(b"")
@@ -43,4 +49,4 @@ def write_bad_corpus(root: Path) -> dict:
     # file on an unmounted share looks); permission bits would not stop root.
     (root / "unreadable.jsonl").symlink_to(root / "gone" / "missing.jsonl")
 
-    return {"quarantined_min": 7, "documents_min": 3}
+    return {"quarantined_min": 10, "documents_min": 4}

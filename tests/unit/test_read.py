@@ -26,11 +26,15 @@ def test_bad_corpus_every_record_accounted(tmp_path):
         "invalid utf-8", "malformed JSON", "expected a JSON object, got list", "missing text field 'text'",
         "text field 'text' is int, expected a string", "text contains NUL bytes (binary data, not text)",
         "corrupt or truncated gzip after line 171", "cannot read file",
+        "a \\u escape gives an unpaired UTF-16 surrogate", "JSON nested more than 100 levels deep",
     } <= errors
     unreadable = [q for kind, q in out if kind == "quarantine" and q["position"] == -1]
     assert [q["file"] for q in unreadable] == [str(tmp_path / "unreadable.jsonl")]
     docs = [d for kind, d in out if kind == "doc"]
-    assert {"good-0", "good-1", "huge"} <= {d["id"] for d in docs}
+    assert {"good-0", "good-1", "huge", "emoji"} <= {d["id"] for d in docs}
+    assert next(d for d in docs if d["id"] == "emoji")["text"].endswith(" \U0001F600")
+    deep = [q["position"] for kind, q in out if kind == "quarantine" and q["error"].startswith("JSON nested")]
+    assert deep == [11, 12]
     assert len(next(d for d in docs if d["id"] == "huge")["text"]) == 5_000_000
     bad_line = next(q for kind, q in out if kind == "quarantine" and q["error"].startswith("invalid utf-8"))
     assert bad_line["file"].endswith("mixed.jsonl") and bad_line["position"] == 2

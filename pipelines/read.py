@@ -145,6 +145,9 @@ class CorpusReader:
             record = json.loads(decoded)
         except json.JSONDecodeError as err:
             return QUARANTINE, quarantine_record(self.corpus, path, line_no, f"malformed JSON: {err}", decoded)
+        except ValueError as err:
+            # Valid JSON Python will not read: an integer of more than 4,300 digits.
+            return QUARANTINE, quarantine_record(self.corpus, path, line_no, f"unreadable JSON: {err}", decoded)
         except RecursionError:
             return QUARANTINE, quarantine_record(
                 self.corpus, path, line_no, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", decoded

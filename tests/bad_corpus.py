@@ -32,11 +32,13 @@ def write_bad_corpus(root: Path) -> dict:
     lines.append(good(1).encode())
     lines.append(json.dumps({"id": "huge", "text": ("word " * 1_000_000)[:5_000_000]}).encode())
     # JSON that parses into strings UTF-8 cannot hold, or into nesting that Beam cannot
-    # pickle (each of these crashed the whole job once); an escaped surrogate pair is fine.
+    # pickle, or that Python will not parse (each of these crashed the whole job once); an
+    # escaped surrogate pair is fine.
     lines.append(b'{"id": "lone-surrogate", "text": "' + GOOD_TEXT.encode() + b' \\ud800"}')
     lines.append(b'{"id": "deep", "meta": ' + b"[" * 900 + b"]" * 900 + b', "text": "' + GOOD_TEXT.encode() + b'"}')
     lines.append(b'{"id": "deeper", "meta": ' + b"[" * 5000 + b"]" * 5000 + b', "text": "' + GOOD_TEXT.encode() + b'"}')
     lines.append(b'{"id": "emoji", "text": "' + GOOD_TEXT.encode() + b' \\ud83d\\ude00"}')
+    lines.append(b'{"id": "long-number", "n": ' + b"7" * 5000 + b', "text": "' + GOOD_TEXT.encode() + b'"}')
     (root / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
 
     (root / "empty.jsonl").write_bytes(b"")
@@ -49,4 +51,4 @@ def write_bad_corpus(root: Path) -> dict:
     # file on an unmounted share looks); permission bits would not stop root.
     (root / "unreadable.jsonl").symlink_to(root / "gone" / "missing.jsonl")
 
-    return {"quarantined_min": 10, "documents_min": 4}
+    return {"quarantined_min": 11, "documents_min": 4}

@@ -221,7 +221,7 @@ def test_bad_input_runs_to_completion_with_everything_quarantined(tmp_path):
     assert "empty.jsonl: empty file" in result.stderr
     stats = json.loads((out / "stats.json").read_text())
     quarantine = read_table(str(out), "quarantine").to_pylist()
-    assert stats["quarantined"] == len(quarantine) == 11
+    assert stats["quarantined"] == len(quarantine) == 12
     assert stats["input"] == stats["kept"] + sum(stats["rejected"].values()) + stats["quarantined"]
     errors = sorted(q["error"].split(":")[0] for q in quarantine)
     assert len([e for e in errors if e.startswith("invalid utf-8")]) == 1

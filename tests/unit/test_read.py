@@ -27,6 +27,7 @@ def test_bad_corpus_every_record_accounted(tmp_path):
         "text field 'text' is int, expected a string", "text contains NUL bytes (binary data, not text)",
         "corrupt or truncated gzip after line 171", "cannot read file",
         "a \\u escape gives an unpaired UTF-16 surrogate", "JSON nested more than 100 levels deep",
+        "unreadable JSON",
     } <= errors
     unreadable = [q for kind, q in out if kind == "quarantine" and q["position"] == -1]
     assert [q["file"] for q in unreadable] == [str(tmp_path / "unreadable.jsonl")]

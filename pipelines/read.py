@@ -104,6 +104,10 @@ class CorpusReader:
 
     def read(self, path: str) -> Iterator[tuple[str, dict]]:
         fmt = self.corpus.format
+        if "://" not in path and os.path.exists(path) and not os.path.isfile(path):
+            # Opening a FIFO waits for a writer, and a device such as /dev/zero never ends.
+            yield QUARANTINE, quarantine_record(self.corpus, path, -1, "not a regular file (a pipe, socket or device)")
+            return
         try:
             if fmt in ("jsonl", "jsonl.gz"):
                 yield from self._read_jsonl(path)

@@ -1,5 +1,7 @@
 import gzip
 import json
+import os
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,6 +47,22 @@ def test_missing_path_is_quarantined_not_fatal(tmp_path):
     corpus = CorpusConfig(name="gone", path=str(tmp_path / "nope" / "*.jsonl"), format="jsonl", domain="law")
     [(kind, record)] = _read_all(corpus)
     assert kind == "quarantine" and record["error"] == "no file matches this path"
+
+
+def test_pipes_and_devices_are_quarantined_not_opened(tmp_path):
+    """Opening a FIFO waits for a writer and /dev/zero never ends: each would hang the job."""
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    (tmp_path / "zero.jsonl").symlink_to("/dev/zero")
+    corpus = CorpusConfig(name="odd", path=str(tmp_path), format="jsonl", domain="law")
+    out: list = []
+    reader = threading.Thread(target=lambda: out.extend(_read_all(corpus)), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "the reader hung on a pipe or a device"
+    assert sorted((os.path.basename(q["file"]), q["error"]) for kind, q in out) == [
+        ("pipe.jsonl", "not a regular file (a pipe, socket or device)"),
+        ("zero.jsonl", "not a regular file (a pipe, socket or device)"),
+    ]
 
 
 def test_parquet_and_txt_formats_and_stable_ids(tmp_path):

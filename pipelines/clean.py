@@ -467,10 +467,12 @@ def run_clean(
     duplicates one they list is rejected (see :mod:`pipelines.dedup`).
 
     Raises :class:`~pipelines.stats.AccountingError` (and commits nothing) when
-    input != kept + rejected + quarantined, and :class:`~pipelines.dedup.DedupIndexError`
+    input != kept + rejected + quarantined, :class:`~pipelines.dedup.DedupIndexError`
     (before touching ``output_dir``) for an index part that is unreadable or was made
-    with other dedup settings.
+    with other dedup settings, and :class:`~pipelines.output.LocationError` when
+    ``output_dir`` is on a filesystem that cannot be used here.
     """
+    output.check_location(output_dir)
     check_index_parts(dedup_index, dedup_hasher(config.clean), output_dir)
     staging = output.prepare(output_dir)
     options, runner = pipeline_options(beam_args)

@@ -212,6 +212,19 @@ def read_table(directory: str, kind: str, columns: list[str] | None = None) -> p
     return pa.concat_tables([pq.read_table(os.path.join(folder, f), columns=columns) for f in files])
 
 
+class LocationError(ValueError):
+    """An output location on a filesystem Beam cannot use here."""
+
+
+def check_location(path: str) -> None:
+    """Raise :class:`LocationError` when ``path``'s filesystem is unusable: a scheme Beam
+    has no filesystem for, or one whose client library is not installed (s3 without boto3)."""
+    try:
+        FileSystems.exists(path)
+    except (OSError, ValueError) as err:  # BeamIOError is an OSError
+        raise LocationError(f"{path}: cannot use this location: {err}") from None
+
+
 def prepare(output_dir: str) -> str:
     """Invalidate any previous output (and its validation verdict) and return a fresh
     staging directory."""

@@ -65,11 +65,18 @@ def _depth(value: Any) -> int:
 
 
 def list_files(corpus: CorpusConfig) -> tuple[list[str], list[dict]]:
-    """Expand a corpus's paths to files; unmatched paths become quarantine records."""
+    """Expand a corpus's paths to files; unmatched or unlistable paths become quarantine
+    records."""
     files: list[str] = []
     missing: list[dict] = []
     for path in corpus.paths:
-        found = _match(path)
+        try:
+            found = _match(path)
+        except (OSError, ValueError) as err:
+            # A scheme Beam has no filesystem for, or one whose client library is missing
+            # (BeamIOError is an OSError).
+            missing.append(quarantine_record(corpus, path, -1, f"cannot list this path: {err}"))
+            continue
         if not found:
             missing.append(quarantine_record(corpus, path, -1, "no file matches this path"))
         files.extend(found)
@@ -79,6 +86,7 @@ def list_files(corpus: CorpusConfig) -> tuple[list[str], list[dict]]:
 def _match(path: str) -> list[str]:
     if "://" not in path:
         return _match_local(path)
+    FileSystems.get_filesystem(path)  # a scheme with no filesystem here raises, not "no match"
     patterns = [path] if any(c in path for c in _GLOB_CHARS) or FileSystems.exists(path) else [path.rstrip("/") + "/**"]
     try:
         results = FileSystems.match(patterns)

@@ -87,7 +87,7 @@ with lifelong_imports():
     from apache_beam.io.filesystems import FileSystems
 
     from pipelines import progress
-    from pipelines.output import STAGING, remove_tree
+    from pipelines.output import STAGING, check_location, remove_tree
     from tokenizer.config import TokenizeConfig
 
 SPLITS = ("train", "val")
@@ -550,8 +550,9 @@ def run_tokenize(
     """Encode every kept document of ``inputs`` with the frozen ``bundle``; returns the
     manifest written to ``output_dir/manifest.json``. Raises :class:`TokenizeError`
     (committing nothing) on invalid input or counts that disagree, and
-    :class:`~tokenizer.kept.KeptError` / :class:`~tokenizer.bundle.BundleError` before
-    starting when an input or the bundle is unusable."""
+    :class:`~tokenizer.kept.KeptError` / :class:`~tokenizer.bundle.BundleError` /
+    :class:`~pipelines.output.LocationError` before starting when an input, the bundle or
+    the output location is unusable."""
     import importlib.metadata
     from datetime import UTC, datetime
 
@@ -560,6 +561,7 @@ def run_tokenize(
     from tokenizer.kept import check_schema, describe_inputs, kept_files
 
     config = config or TokenizeConfig()
+    check_location(output_dir)
     tokenizer = load_tokenizer(bundle, opener=FileSystems.open)
     groups = kept_files(inputs)
     files = [f for group in groups for f in group]

@@ -199,6 +199,7 @@ def _guess_format(paths: list[str]) -> str:
 def run_clean_command(args) -> int:
     from pipelines.clean import run_clean
     from pipelines.config import ConfigError
+    from pipelines.output import LocationError
     from pipelines.stats import AccountingError, summary_table
 
     try:
@@ -208,6 +209,9 @@ def run_clean_command(args) -> int:
         return 2
     try:
         stats = run_clean(config, args.output, beam_args=args.beam_args, show_progress=not args.quiet)
+    except LocationError as err:
+        print(f"dapt corpus clean: --output {err}", file=sys.stderr)
+        return 2
     except AccountingError as err:
         print(f"dapt corpus clean: {err}; nothing was committed to {args.output}", file=sys.stderr)
         return 1

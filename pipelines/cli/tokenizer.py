@@ -261,6 +261,7 @@ def run_report_command(args) -> int:
 
 
 def run_tokenize_command(args) -> int:
+    from pipelines.output import LocationError
     from pipelines.tokenize import TokenizeError, run_tokenize
     from tokenizer.bundle import BundleError
     from tokenizer.config import TokenizeConfig, TokenizerConfigError, load_config
@@ -273,6 +274,8 @@ def run_tokenize_command(args) -> int:
                                 show_progress=not args.quiet)
     except (TokenizerConfigError, KeptError, BundleError) as err:
         return _fail("tokenize", err)
+    except LocationError as err:
+        return _fail("tokenize", f"--output {err}")
     except TokenizeError as err:
         return _fail("tokenize", f"{err}; nothing was committed to {args.output}", code=1)
     print(f"{'documents':<14}{manifest['unique_documents']:>14,}  (train {manifest['train_documents']:,}, "

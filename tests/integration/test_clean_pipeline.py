@@ -253,6 +253,21 @@ def test_repeated_ids_keep_the_first_occurrence_and_quarantine_the_rest(tmp_path
     assert len({r["id"] for r in outputs}) == len(outputs) == 21
 
 
+def test_a_filesystem_that_cannot_be_used_is_named_not_a_traceback(tmp_path, small_corpus):
+    """A scheme without a filesystem here (or without its client library): as a corpus
+    path it is quarantined with the reason; as the output it is a usage error."""
+    out = tmp_path / "out"
+    result = _clean_cli([str(small_corpus), "foo://bucket/more.jsonl.gz", "--format", "jsonl.gz",
+                         "--domain", "finance", "--output", str(out), "--quiet"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    [record] = read_table(str(out), "quarantine").to_pylist()
+    assert record["file"] == "foo://bucket/more.jsonl.gz"
+    assert record["error"].startswith("cannot list this path: Unable to get filesystem")
+    result = _clean_cli([str(small_corpus), "--format", "jsonl.gz", "--domain", "finance", "--output", "foo://b/out"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("dapt corpus clean: --output foo://b/out: cannot use this location: ")
+
+
 def test_config_error_is_one_line_not_a_traceback(tmp_path):
     (tmp_path / "c.yaml").write_text("corpora:\n  - {name: a, path: x, fromat: jsonl, domain: law}\n")
     result = _clean_cli(["--config", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "o")])

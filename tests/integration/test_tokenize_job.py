@@ -215,3 +215,9 @@ def test_cli_tokenize(clean_subset_for_tokenizer, bundle, tmp_path, capsys):
     assert f"{manifest['train_tokens']:,}" in printed and manifest["val_fraction"] == 0.05
     assert main(["tokenize", str(tmp_path / "missing"), "--tokenizer", str(bundle), "--output", str(out)]) == 2
     assert "no kept Parquet files" in capsys.readouterr().err
+    # An output on a filesystem this install has no client for: one line, before any work.
+    assert main(["tokenize", str(clean_subset_for_tokenizer), "--tokenizer", str(bundle),
+                 "--output", "foo://bucket/tok"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dapt tokenize: --output foo://bucket/tok: cannot use this location: ")
+    assert len(err.splitlines()) == 1

@@ -65,6 +65,13 @@ def test_pipes_and_devices_are_quarantined_not_opened(tmp_path):
     ]
 
 
+def test_a_path_on_a_filesystem_that_cannot_be_used_is_quarantined_with_the_reason():
+    corpus = CorpusConfig(name="far", path="foo://bucket/part-*.jsonl", format="jsonl", domain="law")
+    [(kind, record)] = _read_all(corpus)
+    assert kind == "quarantine" and record["file"] == "foo://bucket/part-*.jsonl"
+    assert record["error"].startswith("cannot list this path: Unable to get filesystem from specified path")
+
+
 def test_parquet_and_txt_formats_and_stable_ids(tmp_path):
     pq.write_table(pa.table({"body": ["first text", "second text"], "year": [1987, 1988]}), tmp_path / "a.parquet")
     corpus = CorpusConfig(name="p", path=str(tmp_path / "*.parquet"), format="parquet", domain="law", text_field="body")

@@ -267,12 +267,23 @@ class Tracker:
         self._thread.join()
         if self._system:
             self._system.finish()
+            self._last_system_sample()
         sent = self.flush(deadline_s)
         if not sent:
             self._save_pending([(self.run_id, m) for m in self._pending])
             self._pending = []
         self._restore_env()
         return sent
+
+    def _last_system_sample(self) -> None:
+        """One more sample as the run ends: MLflow's monitor publishes only after a whole
+        sampling interval, so a run shorter than ``system_metrics_every`` had none at all."""
+        try:
+            self._system.collect_metrics()
+            self._system.publish_metrics(self._system.aggregate_metrics())
+            self._system.mlflow_logger.flush()
+        except Exception as exc:  # a tracking server gone away: the run's metrics still go on
+            _warn(f"no final MLflow system-metrics sample ({type(exc).__name__}: {exc})")
 
     def _restore_env(self) -> None:
         for key in self._env_set:

@@ -21,6 +21,7 @@ uninterrupted run would.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,17 +158,23 @@ class TrainBatches:
         return self.windows.batch(self.indices(step))
 
 
-def val_batches(manifest: TokenManifest, seq_len: int, batch: int, max_sequences: int, rank: int, world: int):
-    """This rank's validation batches: windows ``rank, rank + world, ...`` of the first
+class ValWindows:
+    """This rank's validation windows: ``rank, rank + world, ...`` of the first
     ``max_sequences``, cut to a multiple of ``world`` so that every rank runs the same
-    number of forwards (FSDP gathers weights in each one, all ranks together)."""
-    paths = manifest.shards("val")
-    if not paths:
-        raise DataError(f"{manifest.root / 'manifest.json'}: no val shards (tokenize with val_fraction > 0)")
-    windows = Windows(TokenStream(paths, manifest.dtype), seq_len, "val")
-    usable = min(windows.count, max_sequences) // world * world
-    if usable == 0:
-        raise DataError(f"the val split has {windows.count} windows, fewer than {world} processes")
-    mine = list(range(rank, usable, world))
-    for i in range(0, len(mine), batch):
-        yield windows.batch(mine[i : i + batch])
+    number of forwards (FSDP gathers weights in each one, all ranks together). Checked when
+    made, so a val split too short for the run stops it before it trains, not at its first
+    evaluation."""
+
+    def __init__(self, manifest: TokenManifest, seq_len: int, max_sequences: int, rank: int, world: int):
+        paths = manifest.shards("val")
+        if not paths:
+            raise DataError(f"{manifest.root / 'manifest.json'}: no val shards (tokenize with val_fraction > 0)")
+        self.windows = Windows(TokenStream(paths, manifest.dtype), seq_len, "val")
+        usable = min(self.windows.count, max_sequences) // world * world
+        if usable == 0:
+            raise DataError(f"the val split has {self.windows.count} windows, fewer than {world} processes")
+        self.mine = list(range(rank, usable, world))
+
+    def batches(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, len(self.mine), batch):
+            yield self.windows.batch(self.mine[i : i + batch])

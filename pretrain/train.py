@@ -279,7 +279,7 @@ def _train(config: TrainConfig, rank: int, world: int, device, opened: list) -> 
     import torch.distributed as dist
 
     from pretrain import checkpoint as ckpt
-    from pretrain.data import TrainBatches, check_tokenizer, load_manifest, val_batches
+    from pretrain.data import TrainBatches, ValWindows, check_tokenizer, load_manifest
     from pretrain.early_stopping import EarlyStopping
     from pretrain.model import GPT, causal_lm_loss, flops_per_token
     from pretrain.parallelize import parallelize
@@ -336,6 +336,7 @@ def _train(config: TrainConfig, rank: int, world: int, device, opened: list) -> 
     stopper = EarlyStopping(patience=config.patience, min_delta=config.min_delta)
     plateau = PlateauScale(factor=config.lr_reduce_factor, max_reductions=config.lr_reductions)
     batches = TrainBatches(manifest, shape.seq_len, global_batch, rank, world, config.seed)
+    val = ValWindows(manifest, shape.seq_len, config.eval_sequences, rank, world)
 
     config_digest = hashlib.sha256(
         json.dumps({"shape": shape.to_dict(), "global_batch": global_batch, "seed": config.seed}, sort_keys=True).encode()
@@ -389,7 +390,7 @@ def _train(config: TrainConfig, rank: int, world: int, device, opened: list) -> 
         model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=device)
         with torch.no_grad():
-            for x, y in val_batches(manifest, shape.seq_len, config.micro_batch, config.eval_sequences, rank, world):
+            for x, y in val.batches(config.micro_batch):
                 x, y = x.to(device), y.to(device)
                 with autocast:
                     logits = model(x)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pretrain import checkpoint as ckpt
-from pretrain.data import DataError, TrainBatches, check_tokenizer, load_manifest, val_batches
+from pretrain.data import DataError, TrainBatches, ValWindows, check_tokenizer, load_manifest
 from pretrain.early_stopping import EarlyStopping
 from pretrain.inference import _sample
 from pretrain.model import GPT, apply_rope, rope_tables
@@ -127,8 +127,11 @@ def test_windows_cross_shard_boundaries(tmp_path):
 
 def test_val_batches_split_evenly_over_ranks(tmp_path):
     manifest = _token_dir(tmp_path)
-    counts = [sum(len(x) for x, _ in val_batches(manifest, 32, 4, 41, r, 2)) for r in (0, 1)]
+    counts = [sum(len(x) for x, _ in ValWindows(manifest, 32, 41, r, 2).batches(4)) for r in (0, 1)]
     assert counts == [20, 20]
+    # Refused when made (the trainer makes it before its first step), not when first read.
+    with pytest.raises(DataError, match=r"the val split has \d+ tokens, fewer than seq_len \+ 1 = 100001"):
+        ValWindows(manifest, 100_000, 41, 0, 2)
 
 
 def test_bad_token_dirs_are_refused(tmp_path):

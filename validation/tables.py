@@ -129,8 +129,8 @@ def _markup(text: pa.ChunkedArray) -> list[str | None]:
     found: list[str | None] = [None] * len(text)
     # Not pc.indices_nonzero: pyarrow 25 crashes (SIGSEGV) on a column of no chunks, which is
     # what a clean output with no kept document reads as.
-    rows = pa.array([row for row, hit in enumerate(may_match(text, _MARKUP_SUPERSET).to_pylist()) if hit], pa.int64())
-    for row, value in zip(rows.to_pylist(), text.take(rows).to_pylist()):
+    rows = [row for row, hit in enumerate(may_match(text, _MARKUP_SUPERSET).to_pylist()) if hit]
+    for row, value in zip(rows, text.take(pa.array(rows, pa.int64())).to_pylist()):
         match = LEFTOVER_MARKUP.search(value)
         found[row] = match.group()[:60] if match else None
     return found

@@ -155,22 +155,21 @@ class CorpusReader:
             )
         try:
             record = json.loads(decoded)
+            too_deep = decoded.count("[") + decoded.count("{") > MAX_JSON_DEPTH and _depth(record) > MAX_JSON_DEPTH
         except json.JSONDecodeError as err:
             return QUARANTINE, quarantine_record(self.corpus, path, line_no, f"malformed JSON: {err}", decoded)
         except ValueError as err:
             # Valid JSON Python will not read: an integer of more than 4,300 digits.
             return QUARANTINE, quarantine_record(self.corpus, path, line_no, f"unreadable JSON: {err}", decoded)
-        except RecursionError:
+        except RecursionError:  # deeper than the parser itself goes
+            too_deep = True
+        if too_deep:
             return QUARANTINE, quarantine_record(
                 self.corpus, path, line_no, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", decoded
             )
         if not isinstance(record, dict):
             return QUARANTINE, quarantine_record(
                 self.corpus, path, line_no, f"expected a JSON object, got {type(record).__name__}", decoded
-            )
-        if decoded.count("[") + decoded.count("{") > MAX_JSON_DEPTH and _depth(record) > MAX_JSON_DEPTH:
-            return QUARANTINE, quarantine_record(
-                self.corpus, path, line_no, f"JSON nested more than {MAX_JSON_DEPTH} levels deep", decoded
             )
         if _SURROGATE_ESCAPE.search(decoded):
             try:

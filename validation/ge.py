@@ -20,15 +20,25 @@ left out without changing what GE computes:
 * **Cyclic garbage collection during the import** (:mod:`pipelines.lifelong_imports`):
   building GE's ~370 pydantic-v1 models (each subclass deep-copies its base's fields)
   allocates millions of objects that all outlive the import.
+
+And one thing is done faster. Each pydantic-v1 model class deep-copies the fields it
+inherits: ~3,800 ``ModelField`` and as many ``FieldInfo`` objects over GE's models, which
+``copy.deepcopy`` takes through the pickle protocol (reduce to a state dict, copy that,
+rebuild), 0.37-0.39 s of the ~1.4 s import (measured). While GE is imported, those two
+classes copy slot by slot (:func:`slot_deepcopier`): the same copy, in a third of the time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import copyreg
 import importlib.abc
 import importlib.util
 import sys
 import threading
+import types
+from collections.abc import Callable
 
 from pipelines.lifelong_imports import lifelong_imports
 
@@ -67,6 +77,60 @@ class _ImportShaper(importlib.abc.MetaPathFinder):
         return None
 
 
+#: What ``copy.deepcopy`` returns as is (the types its dispatch table maps to "atomic").
+_ATOMIC = frozenset({
+    type(None), bool, int, float, complex, str, bytes, type, range, property, types.CodeType,
+    types.FunctionType, types.BuiltinFunctionType, type(Ellipsis), type(NotImplemented),
+})
+
+
+def slot_deepcopier(cls: type) -> Callable | None:
+    """A ``__deepcopy__`` for ``cls`` that gives what ``copy.deepcopy`` gives: a new
+    instance whose every slot holds a deep copy of the original's (through the same memo,
+    so shared and cyclic references stay shared), without the pickle protocol's round
+    trip. ``None`` when ``cls`` keeps state anywhere but in its ``__slots__`` or
+    customizes how it is copied or pickled, where that equivalence does not hold."""
+    customized = (
+        cls.__dictoffset__ or "__deepcopy__" in dir(cls) or cls in copyreg.dispatch_table
+        or cls.__reduce_ex__ is not object.__reduce_ex__ or cls.__reduce__ is not object.__reduce__
+        or cls.__getstate__ is not object.__getstate__ or cls.__setattr__ is not object.__setattr__
+        or any(hasattr(cls, name) for name in ("__setstate__", "__getnewargs__", "__getnewargs_ex__"))
+    )
+    if customized:
+        return None
+    names = copyreg._slotnames(cls)  # what pickling reads, private names mangled
+
+    def deepcopy(self, memo):
+        twin = cls.__new__(cls)
+        memo[id(self)] = twin
+        for name in names:
+            try:
+                value = getattr(self, name)
+            except AttributeError:  # an unset slot: deepcopy leaves it unset too
+                continue
+            setattr(twin, name, value if type(value) in _ATOMIC else copy.deepcopy(value, memo))
+        return twin
+
+    return deepcopy
+
+
+@contextlib.contextmanager
+def _fast_field_copies():
+    from pydantic.v1.fields import FieldInfo, ModelField
+
+    patched = []
+    for cls in (ModelField, FieldInfo):
+        copier = slot_deepcopier(cls)
+        if copier is not None:
+            cls.__deepcopy__ = copier
+            patched.append(cls)
+    try:
+        yield
+    finally:
+        for cls in patched:
+            del cls.__deepcopy__
+
+
 @contextlib.contextmanager
 def _shaped_import():
     loaded = tuple(sys.modules)  # one atomic copy: another thread may be importing
@@ -74,7 +138,7 @@ def _shaped_import():
     shaper = _ImportShaper(_LAZY, absent)
     sys.meta_path.insert(0, shaper)
     try:
-        with lifelong_imports():
+        with lifelong_imports(), _fast_field_copies():
             yield
     finally:
         sys.meta_path.remove(shaper)

@@ -59,7 +59,8 @@ class CleanOutput:
     kept: pd.DataFrame
     #: ``text`` of ``kept`` as Arrow strings; all null when the column is missing or not
     #: strings (a schema defect that the type check reports; the scans must not crash).
-    kept_text: pa.ChunkedArray
+    #: ``None`` once the scans have read it: nothing else does.
+    kept_text: pa.ChunkedArray | None
     rejected: pd.DataFrame  # corpus, domain, reason
     quarantine: pd.DataFrame  # corpus, domain
     #: corpus name -> domain, over every corpus that has any record in the output.

@@ -381,6 +381,51 @@ def test_a_clean_output_without_kept_documents_fails_its_drop_rates_and_nothing_
     assert json.loads((out / "validation" / RESULT_FILE).read_text())["blocking_failures"] == 1
 
 
+# -- the reader beside GE's import: a forked process, else a thread -------------------------
+
+_READER_PROBE = """
+import json, multiprocessing, os, signal, sys, threading
+import validation.gate as gate
+
+{setup}
+executor = type(gate._beside()).__name__
+report = gate.validate(sys.argv[1], report_dir=sys.argv[2], workers=0)
+print(json.dumps({{"executor": executor, "results": report.to_json()["results"]}}, default=str))
+"""
+
+_READER_SETUPS = {
+    "forked": ("", "ProcessPoolExecutor"),
+    # Another thread (Beam's, MLflow's under `dapt run`) could hold a lock the child needs.
+    "thread": ("threading.Thread(target=threading.Event().wait, daemon=True).start()", "ThreadPoolExecutor"),
+    "cannot fork": ("def no_fork():\n    raise OSError(11, 'Resource temporarily unavailable')\nos.fork = no_fork",
+                    "ProcessPoolExecutor"),
+    "child killed": ("real = gate._read_and_scan\n"
+                     "def killed(*args):\n"
+                     "    if multiprocessing.parent_process() is not None:\n"
+                     "        os.kill(os.getpid(), signal.SIGKILL)\n"
+                     "    return real(*args)\n"
+                     "gate._read_and_scan = killed", "ProcessPoolExecutor"),
+}
+
+
+@pytest.mark.parametrize("setup", list(_READER_SETUPS))
+def test_reader_beside_ge_import_gives_the_same_results_however_it_runs(setup, clean_subset_for_validation, tmp_path):
+    """A single-threaded process reads in a forked child; one with another thread, in a
+    thread. A fork that fails, or a child killed (the OOM killer), falls back to reading
+    in the process. Each gives the results of the plain in-process run."""
+    code, executor = _READER_SETUPS[setup]
+    run = subprocess.run(
+        [sys.executable, "-c", _READER_PROBE.format(setup=code), str(clean_subset_for_validation), str(tmp_path / "r")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    probe = json.loads(run.stdout.splitlines()[-1])
+    assert probe["executor"] == executor
+    expected = validate(str(clean_subset_for_validation), report_dir=str(tmp_path / "expected"), workers=0)
+    assert expected.success and len(expected.results) == 20
+    assert probe["results"] == json.loads(json.dumps(expected.to_json()["results"], default=str))
+
+
 # -- token statistics (the tokenizer stage's files) -------------------------------------------
 
 

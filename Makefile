@@ -9,12 +9,15 @@ DEMO_OUT ?= out/demo
 .PHONY: install demo test test-fast bench bench-tokenizer bench-train bench-datatrove clean-demo
 
 # Re-installs only when pyproject.toml changed; pip finds torch's CPU build and the
-# registry packages through the machine's pip config (see ../shared/STACK.md).
+# registry packages through the machine's pip config (see ../shared/STACK.md). pip
+# compiles the installed packages but not dapt's editable sources; where
+# PYTHONDONTWRITEBYTECODE is set (these machines) every command compiled them again.
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --compile -e '.[test]'
+	$(BIN)/python -m compileall -q pipelines tokenizer pretrain validation
 	touch $(STAMP)
 
 # Both example pipelines end to end (clean, validate, tokenizer, tokenize, plan, train a tiny

@@ -45,7 +45,6 @@ from typing import Any
 
 from pipelines.config import CleanConfig, ConfigError
 from validation.config import ValidateConfig
-from validation.pii_scan import scan_pii
 from validation.tables import read_clean_output, read_token_output
 
 REPORT_DIR = "validation"
@@ -215,6 +214,8 @@ def _beside() -> concurrent.futures.Executor:
 def _read_and_scan(directory, tokens, config, clean, workers):
     """The outputs to check, with ``leftover_pii`` added to the kept documents, and the
     time each phase took."""
+    from validation.pii_scan import scan_pii  # the reader's alone, like the markup scan's imports
+
     profile = functools.cache((clean or CleanConfig()).profile)
     timings: dict[str, float] = {}
     with _phase(timings, "read"):

@@ -30,8 +30,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.output import KEPT_EARLIER, STATS_FILE, read_table
-from pipelines.steps.markup import LEFTOVER_MARKUP
-from pipelines.steps.re2_superset import may_match, superset
 from validation.config import DropChecks
 
 SPLITS = ("train", "val")
@@ -39,7 +37,6 @@ SPLITS = ("train", "val")
 #: into pandas. The schema check reads the others' types from the Arrow schema; their
 #: values (``metadata`` and ``title``: 5 of 33 MB on the samples) need not be converted.
 KEPT_CHECKED = ("id", "text", "domain", "corpus", "content_hash", "language")
-_MARKUP_SUPERSET = superset(LEFTOVER_MARKUP)
 
 
 class OutputError(ValueError):
@@ -133,10 +130,16 @@ def _text_column(kept: pa.Table) -> pa.ChunkedArray:
 
 
 def _markup(text: pa.ChunkedArray) -> list[str | None]:
+    # Imported here, by the reader only: ``dapt validate`` reads in a forked child while the
+    # parent imports GE, and these (ftfy's tables, the superset's regex analysis) would
+    # add ~60 ms before the parent starts.
+    from pipelines.steps.markup import LEFTOVER_MARKUP
+    from pipelines.steps.re2_superset import may_match, superset
+
     found: list[str | None] = [None] * len(text)
     # Not pc.indices_nonzero: pyarrow 25 crashes (SIGSEGV) on a column of no chunks, which is
     # what a clean output with no kept document reads as.
-    rows = [row for row, hit in enumerate(may_match(text, _MARKUP_SUPERSET).to_pylist()) if hit]
+    rows = [row for row, hit in enumerate(may_match(text, superset(LEFTOVER_MARKUP)).to_pylist()) if hit]
     for row, value in zip(rows, text.take(pa.array(rows, pa.int64())).to_pylist()):
         match = LEFTOVER_MARKUP.search(value)
         found[row] = match.group()[:60] if match else None

@@ -36,6 +36,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import threading
 import time
 import warnings
@@ -204,9 +205,10 @@ def _beside() -> concurrent.futures.Executor:
     alone, for the GIL the reader's Python work holds. A forked child starts with
     everything already imported (a spawned one imported again, ~1.5 CPU-s) and runs on
     another core. Forking is safe only where no other thread can hold a lock the child
-    needs: under ``dapt run`` Beam's and MLflow's threads may, so there it stays a thread.
+    needs (under ``dapt run`` Beam's and MLflow's threads may, so there it stays a thread)
+    and on Linux (macOS's system libraries are not fork-safe).
     """
-    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+    if threading.active_count() == 1 and sys.platform.startswith("linux"):
         return concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
     return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="validate-read")
 

@@ -82,13 +82,13 @@ def main() -> None:
     print(f"clean: {stats['kept']:,} kept of {stats['input']:,} documents; {result['checks']} checks, all passed\n")
     print("| stage | wall s | CPU s | in-stage s | wall vs clean | CPU vs clean | in-stage vs clean |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| `dapt corpus clean` (both samples), median of {len(cleans)} | {clean['wall']:.1f} | {clean['cpu']:.1f} | "
-          f"{clean['in_stage']:.1f} | 100 % | 100 % | 100 % |")
+    print(f"| `dapt corpus clean` (both samples), median of {len(cleans)} | {clean['wall']:.2f} | {clean['cpu']:.2f} | "
+          f"{clean['in_stage']:.2f} | 100 % | 100 % | 100 % |")
     for label, runs in rows.items():
         wall, cpu, stage = (median(runs, k) for k in ("wall", "cpu", "in_stage"))
-        print(f"| `dapt {label}`, median of {len(runs)} | {wall:.1f} | {cpu:.1f} | {stage:.1f} | "
-              f"{100 * wall / clean['wall']:.0f} % | {100 * cpu / clean['cpu']:.0f} % | "
-              f"{100 * stage / clean['in_stage']:.0f} % |")
+        print(f"| `dapt {label}`, median of {len(runs)} | {wall:.2f} | {cpu:.2f} | {stage:.2f} | "
+              f"{100 * wall / clean['wall']:.1f} % | {100 * cpu / clean['cpu']:.1f} % | "
+              f"{100 * stage / clean['in_stage']:.1f} % |")
     with_docs = next(iter(rows.values()))
     phases = {k: statistics.median(r["timings"][k] for r in with_docs) for k in with_docs[0]["timings"]}
     print("\nphases of the validation with Data Docs (median s): "

@@ -132,7 +132,7 @@ def _text_column(kept: pa.Table) -> pa.ChunkedArray:
 def _markup(text: pa.ChunkedArray) -> list[str | None]:
     # Imported here, by the reader only: ``dapt validate`` reads in a forked child while the
     # parent imports GE, and these (ftfy's tables, the superset's regex analysis) would
-    # add ~60 ms before the parent starts.
+    # add ~0.1 s before the parent starts.
     from pipelines.steps.markup import LEFTOVER_MARKUP
     from pipelines.steps.re2_superset import may_match, superset
 

@@ -8,6 +8,7 @@ commands work on a local sqlite store and on a remote server.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from pipelines.run_tracking import PIPELINE_TAG, tracking_client
@@ -23,6 +24,17 @@ class Difference:
     key: str
     a: str | float | None
     b: str | float | None
+
+
+def _reading_client(uri: str):
+    """A client for a store these commands only read: a sqlite file that is not there is
+    an error naming it, not a new empty store (MLflow creates the file when it opens it,
+    so a mistyped path would leave one behind)."""
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if not os.path.exists(path):
+            raise RunsError(f"{path}: no such tracking store (a sqlite file `dapt run` creates)")
+    return tracking_client(uri)
 
 
 def find_run(client, ref: str):
@@ -42,7 +54,7 @@ def find_run(client, ref: str):
 
 def compare_runs(uri: str, a: str, b: str) -> tuple[object, object, list[Difference], int]:
     """(run A, run B, the params and metrics that differ, how many keys are equal)."""
-    client = tracking_client(uri)
+    client = _reading_client(uri)
     run_a, run_b = find_run(client, a), find_run(client, b)
     differences: list[Difference] = []
     equal = 0
@@ -77,7 +89,7 @@ def format_comparison(run_a, run_b, differences: list[Difference], equal: int) -
 def list_runs(uri: str, experiment: str, limit: int = 10, pipeline: str | None = None) -> tuple[list[tuple], str]:
     """The newest pipeline runs, newest first, as (pipeline, run id, params, metrics); and
     the experiment's id."""
-    client = tracking_client(uri)
+    client = _reading_client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise RunsError(f"no experiment {experiment!r} in {uri}")

@@ -40,6 +40,9 @@ class CorpusConfig(_Strict):
     title_field: str | None = None
     metadata_fields: list[str] | None = Field(None, description="pass-through fields; None = every other field")
     encoding: str = "utf-8"
+    #: A JSONL line or a txt file longer than this is quarantined, read past without being
+    #: held: a gzip of a few hundred kilobytes can inflate to one line of gigabytes.
+    max_record_bytes: int = Field(64 * 2**20, gt=0)
 
     @property
     def paths(self) -> list[str]:

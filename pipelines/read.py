@@ -135,8 +135,13 @@ class CorpusReader:
         with self._open(path) as raw:
             stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
             try:
-                for line_no, line in enumerate(stream, start=1):
-                    if line.strip():
+                for line_no, (line, whole) in enumerate(self._lines(stream), start=1):
+                    if not whole:
+                        yield QUARANTINE, quarantine_record(
+                            self.corpus, path, line_no,
+                            f"record longer than {self.corpus.max_record_bytes:,} bytes (max_record_bytes)", line,
+                        )
+                    elif line.strip():
                         yield self._parse_json_line(path, line_no, line)
             except (EOFError, gzip.BadGzipFile, zlib.error) as err:
                 # The lines before the damage were already yielded; the rest of the file
@@ -145,6 +150,20 @@ class CorpusReader:
                 yield QUARANTINE, quarantine_record(
                     self.corpus, path, line_no + 1, f"corrupt or truncated gzip {where}: {err}"
                 )
+
+    def _lines(self, stream) -> Iterator[tuple[bytes, bool]]:
+        """Each line of ``stream`` and whether it is whole. A line longer than
+        ``max_record_bytes`` comes as its first ``max_record_bytes + 1`` bytes and
+        ``False``; the rest of it is read past in 1 MiB steps, never held."""
+        limit = self.corpus.max_record_bytes
+        while line := stream.readline(limit + 1):
+            if len(line) <= limit or line.endswith(b"\n"):
+                yield line, True
+                continue
+            rest = line
+            while rest and not rest.endswith(b"\n"):
+                rest = stream.readline(2**20)
+            yield line, False
 
     def _parse_json_line(self, path: str, line_no: int, line: bytes) -> tuple[str, dict]:
         try:
@@ -197,8 +216,14 @@ class CorpusReader:
                 yield QUARANTINE, quarantine_record(self.corpus, path, -1, f"unreadable Parquet: {err}")
 
     def _read_txt(self, path: str) -> Iterator[tuple[str, dict]]:
+        limit = self.corpus.max_record_bytes
         with self._open(path) as raw:
-            data = raw.read()
+            data = raw.read(limit + 1)
+        if len(data) > limit:
+            yield QUARANTINE, quarantine_record(
+                self.corpus, path, 0, f"file longer than {limit:,} bytes (max_record_bytes)", data
+            )
+            return
         try:
             text = data.decode(self.corpus.encoding)
         except UnicodeDecodeError as err:

@@ -99,3 +99,46 @@ def test_metadata_pass_through_and_source(tmp_path):
     )
     [(kind, doc)] = _read_all(corpus)
     assert (doc["id"], doc["source"], doc["title"], doc["metadata"]) == ("r1", "wire", "T", {"topics": ["earn"]})
+
+
+def test_a_record_over_max_record_bytes_is_quarantined_and_never_held_whole(tmp_path):
+    """A 300 KB gzip that inflates to one 300 MB line: the line is quarantined with its
+    line number, the records around it are read, and reading never holds more than the
+    limit (1 MiB here)."""
+    import tracemalloc
+
+    path = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(b'{"id": "before", "text": "a record before it"}\n')
+        f.write(b'{"id": "bomb", "text": "')
+        chunk = b"a" * 2**20
+        for _ in range(300):
+            f.write(chunk)
+        f.write(b'"}\n{"id": "after", "text": "a record after it"}\n')
+        f.write(b'{"id": "at-limit", "text": "' + b"b" * (2**20 - 30) + b'"}\n')
+    assert path.stat().st_size < 1_000_000
+    corpus = CorpusConfig(name="b", path=str(path), format="jsonl.gz", domain="law", id_field="id",
+                          max_record_bytes=2**20)
+    tracemalloc.start()
+    try:
+        out = _read_all(corpus)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
+    assert [(kind, r.get("id") or (r["position"], r["error"])) for kind, r in out] == [
+        ("doc", "before"),
+        ("quarantine", (2, "record longer than 1,048,576 bytes (max_record_bytes)")),
+        ("doc", "after"),
+        ("doc", "at-limit"),
+    ]
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "big.txt").write_bytes(b"x" * (2**20 + 1))
+    (tmp_path / "t" / "small.txt").write_bytes(b"a small file")
+    corpus = CorpusConfig(name="t", path=str(tmp_path / "t"), format="txt", domain="law", max_record_bytes=2**20)
+    assert sorted((kind, os.path.basename(r.get("file") or r["_origin"][0]), r.get("error")) for kind, r in
+                  _read_all(corpus)) == [
+        ("doc", "small.txt", None),
+        ("quarantine", "big.txt", "file longer than 1,048,576 bytes (max_record_bytes)"),
+    ]

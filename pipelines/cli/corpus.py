@@ -125,6 +125,8 @@ def register(subparsers) -> None:
     add.add_argument("--title-field", help="record field with the title")
     add.add_argument("--source-field", help="record field naming the upstream source (default: source)")
     add.add_argument("--encoding", help="text encoding (default: utf-8)")
+    add.add_argument("--max-record-bytes", type=_positive_int, metavar="N",
+                     help="a longer JSONL line or txt file is quarantined (default: 64 MiB)")
     add.add_argument("--sample", type=_positive_int, default=200, metavar="N", help="records to check (default: 200)")
     add.add_argument("--replace", action="store_true", help="replace an entry of the same name")
     add.add_argument("--registry", metavar="PATH", help=REGISTRY_HELP)
@@ -224,7 +226,7 @@ def run_clean_command(args) -> int:
     return 0
 
 
-_ADD_FIELDS = ("text_field", "id_field", "title_field", "source_field", "encoding")
+_ADD_FIELDS = ("text_field", "id_field", "title_field", "source_field", "encoding", "max_record_bytes")
 
 
 def run_add_command(args) -> int:

@@ -100,6 +100,11 @@ def test_add_name_taken_and_usage_errors(tmp_path, capsys):
     assert err == f"dapt corpus add: corpus 'fin' is already registered in {reg}; pass --replace to replace it\n"
     assert _dapt(capsys, *args, "--replace", "--title-field", "title")[0] == 0
     assert Registry(reg).get("fin").config.title_field == "title"
+    assert _dapt(capsys, *args, "--replace", "--max-record-bytes", "1048576")[0] == 0
+    assert Registry(reg).get("fin").config.max_record_bytes == 2**20
+    # The sample check reads with the limit: every sampled line is longer than 100 bytes.
+    code, _, err = _dapt(capsys, *args, "--replace", "--max-record-bytes", "100")
+    assert code == 1 and "quarantine_share" in err and "record longer than 100 bytes" in err
 
     code, _, err = _dapt(capsys, "corpus", "add", "Fin!", "--path", str(FINANCE), "--domain", "Finance",
                          "--registry", reg)

@@ -205,8 +205,10 @@ def _beside() -> concurrent.futures.Executor:
     alone, for the GIL the reader's Python work holds. A forked child starts with
     everything already imported (a spawned one imported again, ~1.5 CPU-s) and runs on
     another core. Forking is safe only where no other thread can hold a lock the child
-    needs (under ``dapt run`` Beam's and MLflow's threads may, so there it stays a thread)
-    and on Linux (macOS's system libraries are not fork-safe).
+    needs, so with any other Python thread alive (a caller's own, a library's sampler) it
+    stays a thread; and only on Linux (macOS's system libraries are not fork-safe).
+    ``dapt run`` validates after its in-process clean job, whose runner leaves no thread
+    behind: it forks too.
     """
     if threading.active_count() == 1 and sys.platform.startswith("linux"):
         return concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))

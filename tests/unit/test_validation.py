@@ -395,7 +395,7 @@ print(json.dumps({{"executor": executor, "results": report.to_json()["results"]}
 
 _READER_SETUPS = {
     "forked": ("", "ProcessPoolExecutor"),
-    # Another thread (Beam's, MLflow's under `dapt run`) could hold a lock the child needs.
+    # Another thread (a caller's own, a library's sampler) could hold a lock the child needs.
     "thread": ("threading.Thread(target=threading.Event().wait, daemon=True).start()", "ThreadPoolExecutor"),
     "cannot fork": ("def no_fork():\n    raise OSError(11, 'Resource temporarily unavailable')\nos.fork = no_fork",
                     "ProcessPoolExecutor"),

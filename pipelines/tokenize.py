@@ -4,17 +4,18 @@ Flow (Apache Beam)::
 
     kept Parquet files ─► record batches ─► batched multi-threaded encode with EOS, split
     (train/val by id hash) ─► each batch's documents of a split (a piece) appended to its
-    file's staged stream of that split (tokens, per-document counts, rows)
+    file's staged stream of that split (tokens into shard-sized segments, per-document
+    counts, rows)
         ─► one combine: token counts per domain, source, corpus, split + the piece list
-        ─► pack pieces in (file, batch) order into shards ─► TOKDIR/{train,val}/shard-*
+        ─► each segment becomes a shard: index written, renamed ─► TOKDIR/{train,val}/shard-*
     driver: documents.parquet, count checks, commit, manifest.json (last)
 
-Only piece summaries travel through the pipeline; token arrays go from the encoder to a
-staged stream and from there into their shard, and document rows from a batch to a
-staged Arrow stream and from there into ``documents.parquet``: each is written once and
-read once. What the job adds to SentencePiece's own encode is reading Parquet, writing
-the staged streams, shards and the document table, hashing the inputs, and Beam's
-start-up (measured in ``tests/benchmarks/bench_tokenizer.py``).
+Only piece summaries travel through the pipeline. Token ids are written once, by the
+encoder, into the file that becomes their shard (hashed as they are written); document
+rows go from a batch to a staged Arrow stream and from there into ``documents.parquet``.
+What the job adds to SentencePiece's own encode is reading Parquet, writing the shards,
+the staged rows and the document table, hashing the inputs, and Beam's start-up
+(measured in ``tests/benchmarks/bench_tokenizer.py``).
 
 **Output layout** (``TOKDIR``), the input of the pretraining stage's loader:
 
@@ -48,10 +49,14 @@ x 2^64``: the same document is in the same split on every run and runner, and a 
 never straddles the two. **Shards**: each split's pieces, ordered by (kept file, record
 batch), are packed into shards closed once they reach ``tokens_per_shard`` tokens; the
 batches are fixed by the files and ``batch_size``, so reruns on any runner give
-byte-identical shards.
+byte-identical shards. A shard holds the documents of one kept file only (a file's split
+that ends below the target closes its last shard early): shards that spanned files had
+to be assembled by copying the tokens after every file was encoded, writing each token
+twice (at 16x the sample, ~0.5 CPU-s of ~19 and 180 MB more written).
 
 **Exact counts**: the token statistics come from the encoded documents (a combiner) and,
-independently, from what the shard writers wrote; the job fails and commits nothing
+independently, from the shards on disk (each shard writer checks its file's size against
+what the encoder wrote, the pieces and the documents' sizes); the job fails and commits nothing
 unless the two agree per split, the document table agrees with both per domain, source
 and corpus, and, when the inputs are clean outputs with ``stats.json``, the documents
 equal their ``kept`` counts. Ids must be unique across the inputs (the split is a
@@ -134,35 +139,63 @@ def index_path(bin_path: str) -> str:
 
 
 def stream_name(split: str, file_number: int) -> str:
-    """Staged ``.bin`` (token ids), ``.sizes`` (int64 tokens per document) and ``.arrow``
-    (document rows) of one kept file's documents in one split."""
+    """Staged ``.sizes`` (int64 tokens per document) and ``.arrow`` (document rows) of one
+    kept file's documents in one split."""
     return f"pieces/{split}/{file_number:05d}"
+
+
+def segment_name(split: str, file_number: int, segment: int) -> str:
+    """Staged token ids of the ``segment``-th shard of one kept file's documents in one
+    split, and beside it (``.json``) the tokens and sha256 of what was written."""
+    return f"pieces/{split}/{file_number:05d}-{segment:05d}.bin"
 
 
 class _Stream:
     """One kept file's documents of one split, staged batch by batch: its pieces are
-    consecutive ranges of three appended files, not a file each."""
+    consecutive ranges of appended files, not a file each. Token ids go into segments of
+    about ``tokens_per_shard`` tokens, each the whole content of a future shard: a new
+    segment is begun once the current one reaches the target."""
 
-    def __init__(self, base: str, schema: pa.Schema):
-        self.tokens = FileSystems.create(base + ".bin")
+    def __init__(self, staging: str, split: str, file_number: int, schema: pa.Schema, tokens_per_shard: int):
+        self.staging, self.split, self.file_number = staging, split, file_number
+        self.tokens_per_shard = tokens_per_shard
+        base = FileSystems.join(staging, stream_name(split, file_number))
         self.sizes = FileSystems.create(base + ".sizes")
         self.rows_file = FileSystems.create(base + ".arrow")
         self.rows = pa.ipc.new_stream(self.rows_file, schema)
-        self.token_count = self.row_count = 0
+        self.row_count = 0
+        self.segment, self.segment_path, self.segment_file, self.digest, self.segment_tokens = -1, "", None, None, 0
 
-    def append(self, tokens: np.ndarray, sizes: np.ndarray, rows: pa.RecordBatch) -> tuple[int, int]:
-        """Write one piece; returns where it starts (token, row) in this stream."""
-        self.tokens.write(tokens.tobytes())
-        self.sizes.write(sizes.tobytes())
+    def append(self, tokens: np.ndarray, sizes: np.ndarray, rows: pa.RecordBatch) -> dict:
+        """Write one piece; returns where it is: ``segment``, ``offset`` (its first token
+        in the segment) and ``row_start`` (its first row in the stream)."""
+        if self.segment_file is None or self.segment_tokens >= self.tokens_per_shard:
+            self._next_segment()
+        # The arrays' own buffers, not a bytes copy of each.
+        self.segment_file.write(tokens.data)
+        self.digest.update(tokens.data)
+        self.sizes.write(sizes.data)
         self.rows.write_batch(rows)
-        start = (self.token_count, self.row_count)
-        self.token_count += tokens.size
+        where = {"segment": self.segment, "offset": self.segment_tokens, "row_start": self.row_count}
+        self.segment_tokens += tokens.size
         self.row_count += rows.num_rows
-        return start
+        return where
+
+    def _next_segment(self) -> None:
+        self._close_segment()
+        self.segment += 1
+        self.segment_path = FileSystems.join(self.staging, segment_name(self.split, self.file_number, self.segment))
+        self.segment_file, self.digest, self.segment_tokens = FileSystems.create(self.segment_path), hashlib.sha256(), 0
+
+    def _close_segment(self) -> None:
+        if self.segment_file is not None:
+            self.segment_file.close()
+            _write_json({"tokens": self.segment_tokens, "sha256": self.digest.hexdigest()}, self.segment_path + ".json")
 
     def close(self) -> None:
+        self._close_segment()
         self.rows.close()
-        for f in (self.rows_file, self.tokens, self.sizes):
+        for f in (self.rows_file, self.sizes):
             f.close()
 
 
@@ -227,16 +260,14 @@ class EncodeFile(beam.DoFn):
             if not documents:
                 continue
             if split not in streams:
-                base = FileSystems.join(self.staging, stream_name(split, key[0]))
-                streams[split] = _Stream(base, rows.schema)
+                streams[split] = _Stream(self.staging, split, key[0], rows.schema, self.config.tokens_per_shard)
             whole = documents == len(encoded)
             # Ids are below the vocabulary size, so the unsafe cast to uint16/uint32 is exact.
             tokens = np.concatenate(encoded if whole else list(itertools.compress(encoded, member)),
                                     dtype=self.tokenizer.dtype, casting="unsafe")
-            token_start, row_start = streams[split].append(
+            where = streams[split].append(
                 tokens, sizes if whole else sizes[member], rows if whole else rows.filter(pa.array(member)))
-            yield {"split": split, "key": key, "documents": documents, "tokens": int(tokens.size),
-                   "token_start": token_start, "row_start": row_start,
+            yield {"split": split, "key": key, "documents": documents, "tokens": int(tokens.size), **where,
                    "counts": {f"by_{column}": _sums(names[column], sizes, member) for column in names}}
         progress.count("documents", len(encoded))
         progress.count("tokens", int(sizes.sum()))
@@ -293,20 +324,14 @@ class TokenStatsFn(beam.CombineFn):
         return result
 
 
-def assign_shards(pieces: list[dict], tokens_per_shard: int) -> list[dict]:
-    """Pack each split's pieces, in (file, batch) order, into shards of about
-    ``tokens_per_shard`` tokens: a shard is closed once it reaches the target."""
+def assign_shards(pieces: list[dict]) -> list[dict]:
+    """Each split's staged segments, in (file, segment) order, as its numbered shards,
+    each with its pieces in batch order."""
     plan = []
     for split in SPLITS:
         ordered = sorted((p for p in pieces if p["split"] == split), key=lambda p: tuple(p["key"]))
-        shards: list[list[dict]] = []
-        size = tokens_per_shard
-        for piece in ordered:
-            if size >= tokens_per_shard:
-                shards.append([])
-                size = 0
-            shards[-1].append(piece)
-            size += piece["tokens"]
+        shards = [list(members) for _, members in
+                  itertools.groupby(ordered, key=lambda p: (p["key"][0], p["segment"]))]
         for index, members in enumerate(shards):
             plan.append({
                 "split": split, "path": shard_path(split, index, len(shards)),
@@ -316,62 +341,49 @@ def assign_shards(pieces: list[dict], tokens_per_shard: int) -> list[dict]:
 
 
 class WriteShard(beam.DoFn):
-    """Copy a shard's pieces from their staged streams into its ``.bin`` (hashed as it is
-    written) and ``.idx.npy``; writes its summary (with the piece offsets, so the driver
-    can place each document) as ``SHARD.bin.json``. Its token count is what it wrote, not
-    what the pieces say."""
+    """Make a staged segment its shard: check it, write its ``.idx.npy`` from the staged
+    document sizes, rename it, and write its summary (with the piece offsets, so the
+    driver can place each document) as ``SHARD.bin.json``. The token count is what the
+    file on disk holds, checked against what the encoder wrote and what the pieces and
+    document sizes say."""
 
     def __init__(self, staging: str, dtype: str):
         self.staging = staging
         self.itemsize = np.dtype(dtype).itemsize
 
     def process(self, shard: dict):
-        offsets, starts = [np.zeros(1, dtype=np.int64)], []
-        total = 0
-        digest = hashlib.sha256()
-        opened: dict[str, object] = {}
-        target = FileSystems.join(self.staging, shard["path"])
-        try:
-            with FileSystems.create(target) as out:
-                for piece in shard["pieces"]:
-                    base = FileSystems.join(self.staging, stream_name(shard["split"], piece["key"][0]))
-                    data = _read_range(opened, base + ".bin", piece["token_start"] * self.itemsize,
-                                       piece["tokens"] * self.itemsize)
-                    sizes = np.frombuffer(_read_range(opened, base + ".sizes", piece["row_start"] * 8,
-                                                      piece["documents"] * 8), dtype=np.int64)
-                    out.write(data)
-                    digest.update(data)
-                    starts.append(total)
-                    offsets.append(total + np.cumsum(sizes))
-                    total += len(data) // self.itemsize
-        finally:
-            for f in opened.values():
-                f.close()
-        index = np.concatenate(offsets)
-        if index[-1] != total:
-            raise TokenizeError(f"{shard['path']}: its documents add up to {index[-1]} tokens, {total} were written")
-        buffer = io.BytesIO()
-        np.save(buffer, index, allow_pickle=False)
-        index_bytes = buffer.getvalue()
+        pieces = shard["pieces"]
+        file_number, segment = pieces[0]["key"][0], pieces[0]["segment"]
+        staged = FileSystems.join(self.staging, segment_name(shard["split"], file_number, segment))
+        written = _read_json(staged + ".json")
+        on_disk = FileSystems.match([staged])[0].metadata_list[0].size_in_bytes
+        sizes_path = FileSystems.join(self.staging, stream_name(shard["split"], file_number)) + ".sizes"
+        documents = sum(piece["documents"] for piece in pieces)
+        with FileSystems.open(sizes_path) as f:
+            f.seek(pieces[0]["row_start"] * 8)
+            sizes = np.frombuffer(f.read(documents * 8), dtype=np.int64)
+        index = np.zeros(sizes.size + 1, dtype=np.int64)
+        np.cumsum(sizes, out=index[1:])
+        tokens = on_disk // self.itemsize
+        claimed = {"on disk": tokens, "written": written["tokens"], "in its pieces": sum(p["tokens"] for p in pieces),
+                   "in its documents' sizes": int(index[-1])}
+        if on_disk % self.itemsize or len(set(claimed.values())) > 1 or sizes.size != documents:
+            raise TokenizeError(f"{staged}: the staged shard disagrees with itself: "
+                                f"{', '.join(f'{n} tokens {k}' for k, n in claimed.items())}; "
+                                f"{sizes.size} of {documents} document sizes")
+        saved = io.BytesIO()
+        np.save(saved, index, allow_pickle=False)
+        index_bytes = saved.getvalue()
+        # The index first: creating it makes the folder (a rename does not).
         _write(FileSystems.join(self.staging, index_path(shard["path"])), index_bytes)
+        FileSystems.rename([staged], [FileSystems.join(self.staging, shard["path"])])
         _write_json({
             "split": shard["split"], "path": shard["path"], "index_path": index_path(shard["path"]),
-            "documents": len(index) - 1, "tokens": total, "bytes": total * self.itemsize,
-            "sha256": digest.hexdigest(), "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
-            "pieces": shard["pieces"], "piece_starts": starts,
+            "documents": documents, "tokens": tokens, "bytes": on_disk,
+            "sha256": written["sha256"], "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
+            "pieces": pieces, "piece_starts": [piece["offset"] for piece in pieces],
         }, FileSystems.join(self.staging, shard["path"] + ".json"))
         progress.count("shards")
-
-
-def _read_range(opened: dict, path: str, start: int, length: int) -> bytes:
-    if path not in opened:
-        opened[path] = FileSystems.open(path)
-    f = opened[path]
-    f.seek(start)
-    data = f.read(length)
-    if len(data) != length:
-        raise TokenizeError(f"{path}: staged file ends before byte {start + length}")
-    return data
 
 
 def _write(path: str, data: bytes) -> None:
@@ -415,17 +427,17 @@ def build_pipeline(
         | "Encode" >> beam.ParDo(EncodeFile(bundle, config, staging))
         | "Collect" >> beam.CombineGlobally(
             SingleInputTupleCombineFn(TokenStatsFn(), ToListCombineFn())).without_defaults()
-        | "Plan" >> beam.FlatMap(_plan, staging, config.tokens_per_shard)
+        | "Plan" >> beam.FlatMap(_plan, staging)
         | "SpreadShards" >> beam.Reshuffle()
         | "WriteShards" >> beam.ParDo(WriteShard(staging, dtype))
     )
 
 
-def _plan(collected: tuple[dict, list[dict]], staging: str, tokens_per_shard: int) -> list[dict]:
+def _plan(collected: tuple[dict, list[dict]], staging: str) -> list[dict]:
     """Write the counts as ``stats.json``; the shards of the pieces, to be written."""
     stats, pieces = collected
     _write_json(stats, FileSystems.join(staging, "stats.json"))
-    return assign_shards(pieces, tokens_per_shard)
+    return assign_shards(pieces)
 
 
 def _matching(pattern: str) -> list[str]:
@@ -451,12 +463,13 @@ def _documents_table(staging: str, shards: list[dict]) -> pa.Table:
         if not rows.num_rows == sizes.size == sum(counts):
             raise TokenizeError(f"{base}: {rows.num_rows} staged rows, {sizes.size} sizes, {sum(counts)} in pieces")
         # A document's first token in the stream, moved to where its piece starts in its shard.
-        shift = np.repeat([start - piece["token_start"] for piece, _, start in members], counts)
+        in_stream = np.cumsum(sizes) - sizes
+        shift = np.repeat([start - in_stream[piece["row_start"]] for piece, _, start in members], counts)
         shard = np.repeat([number for _, number, _ in members], counts)
         parts.append(pa.table({
             **{column: rows.column(column) for column in ROW_COLUMNS},
             "split": pa.repeat(split, rows.num_rows), "n_tokens": sizes,
-            "shard": pa.array(paths, pa.string()).take(shard), "offset": np.cumsum(sizes) - sizes + shift,
+            "shard": pa.array(paths, pa.string()).take(shard), "offset": in_stream + shift,
         }).cast(DOCUMENTS_SCHEMA))
     table = pa.concat_tables(parts) if parts else DOCUMENTS_SCHEMA.empty_table()
     return table.sort_by("id")

@@ -107,7 +107,10 @@ class TokenizeConfig(_Strict):
 
     val_fraction: float = Field(0.01, ge=0, lt=1, description="share of documents in the validation split, by id hash")
     split_salt: str = Field("dapt-split-v1", min_length=1, description="changes which documents are held out")
-    tokens_per_shard: int = Field(100_000_000, ge=1, description="target tokens per .bin shard (uint16: 200 MB)")
+    tokens_per_shard: int = Field(
+        100_000_000, ge=1,
+        description="target tokens per .bin shard (uint16: 200 MB); a shard holds one kept file's documents",
+    )
     batch_size: int = Field(512, ge=1, description="documents per batched encode call")
     num_threads: int = Field(0, ge=0, description="encode threads per worker; 0 = all cores (ids do not depend on it)")
 

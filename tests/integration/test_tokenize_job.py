@@ -131,7 +131,8 @@ def _documents_in_order(out, manifest):
 
 def test_several_kept_files_give_the_same_documents_as_one(tokenized, bundle, tmp_path):
     """Each file's pieces are staged as one stream per split; the files' documents land
-    in input order, each with its own tokens, however the rows are spread over files."""
+    in input order, each with its own tokens, however the rows are spread over files, and
+    no shard spans two files."""
     kept = tokenized["kept"]
     folder = tmp_path / "kept"
     folder.mkdir()
@@ -144,6 +145,20 @@ def test_several_kept_files_give_the_same_documents_as_one(tokenized, bundle, tm
     for key in ("train_tokens", "val_tokens", "train_documents", "val_documents", "by_domain", "by_source"):
         assert manifest[key] == tokenized["manifest"][key]
     assert _documents_in_order(out, manifest) == _documents_in_order(tokenized["out"], tokenized["manifest"])
+    # A shard holds one kept file's documents: each token is written once, into the file
+    # that becomes its shard. Within a file's split, every shard but the last reached the target.
+    file_of = {i: k for k, (start, end) in enumerate(zip(bounds, bounds[1:]))
+               for i in kept.column("id").slice(start, end - start).to_pylist()}
+    documents = pq.read_table(out / "documents.parquet").to_pylist()
+    shards_of: dict[tuple[str, int], list[dict]] = {}
+    for shard in manifest["shards"]:
+        files = {file_of[r["id"]] for r in documents if r["shard"] == shard["path"]}
+        assert len(files) == 1, f"{shard['path']} holds documents of kept files {files}"
+        shards_of.setdefault((shard["split"], files.pop()), []).append(shard)
+    assert [len(shards_of.get((split, 1), [])) for split in ("train", "val")] in ([1, 0], [0, 1])
+    for group in shards_of.values():
+        assert all(shard["tokens"] >= CONFIG.tokens_per_shard for shard in group[:-1])
+    assert not (out / ".staging").exists()
 
 
 def test_kept_files_without_documents_give_an_empty_complete_output(tokenized, bundle, tmp_path):

@@ -52,7 +52,8 @@ batches are fixed by the files and ``batch_size``, so reruns on any runner give
 byte-identical shards. A shard holds the documents of one kept file only (a file's split
 that ends below the target closes its last shard early): shards that spanned files had
 to be assembled by copying the tokens after every file was encoded, writing each token
-twice (at 16x the sample, ~0.5 CPU-s of ~19 and 180 MB more written).
+twice (at 16x the sample: 382 against 204 MB written, 508 against 330 MB read, and
+0.5-0.85 CPU-s of ~20 in two A/B runs; ``tests/benchmarks/RESULTS.md``).
 
 **Exact counts**: the token statistics come from the encoded documents (a combiner) and,
 independently, from the shards on disk (each shard writer checks its file's size against

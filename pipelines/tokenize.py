@@ -356,8 +356,13 @@ class WriteShard(beam.DoFn):
         pieces = shard["pieces"]
         file_number, segment = pieces[0]["key"][0], pieces[0]["segment"]
         staged = FileSystems.join(self.staging, segment_name(shard["split"], file_number, segment))
+        target = FileSystems.join(self.staging, shard["path"])
+        # A retried bundle (distributed runners retry) may find the segment renamed already.
+        current = staged if FileSystems.exists(staged) else target
+        if not FileSystems.exists(current):
+            raise TokenizeError(f"{staged}: the staged shard is missing")
         written = _read_json(staged + ".json")
-        on_disk = FileSystems.match([staged])[0].metadata_list[0].size_in_bytes
+        on_disk = FileSystems.match([current])[0].metadata_list[0].size_in_bytes
         sizes_path = FileSystems.join(self.staging, stream_name(shard["split"], file_number)) + ".sizes"
         documents = sum(piece["documents"] for piece in pieces)
         with FileSystems.open(sizes_path) as f:
@@ -377,7 +382,8 @@ class WriteShard(beam.DoFn):
         index_bytes = saved.getvalue()
         # The index first: creating it makes the folder (a rename does not).
         _write(FileSystems.join(self.staging, index_path(shard["path"])), index_bytes)
-        FileSystems.rename([staged], [FileSystems.join(self.staging, shard["path"])])
+        if current == staged:
+            FileSystems.rename([staged], [target])
         _write_json({
             "split": shard["split"], "path": shard["path"], "index_path": index_path(shard["path"]),
             "documents": documents, "tokens": tokens, "bytes": on_disk,

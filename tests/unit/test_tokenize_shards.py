@@ -45,6 +45,10 @@ def test_segments_close_once_they_reach_the_target_and_become_shards_as_written(
     assert np.load(tmp_path / "train/shard-00000-of-00002.idx.npy").tolist() == [0, 3, 7, 12]
     assert np.load(tmp_path / "train/shard-00001-of-00002.idx.npy").tolist() == [0, 2, 4, 6, 7]
     assert not (tmp_path / segment_name("train", 0, 0)).exists()
+    # A retried bundle finds the segment renamed already and gives the same summary.
+    before = (tmp_path / (plan[0]["path"] + ".json")).read_bytes()
+    WriteShard(str(tmp_path), "uint16").process(plan[0])
+    assert (tmp_path / (plan[0]["path"] + ".json")).read_bytes() == before
 
 
 def test_a_staged_shard_that_disagrees_with_what_was_written_is_refused(tmp_path):
@@ -55,3 +59,6 @@ def test_a_staged_shard_that_disagrees_with_what_was_written_is_refused(tmp_path
                                             r"6 tokens on disk, 7 tokens written, 7 tokens in its pieces"):
         WriteShard(str(tmp_path), "uint16").process(assign_shards(pieces)[0])
     assert not (tmp_path / "train/shard-00000-of-00001.bin").exists()
+    segment.unlink()
+    with pytest.raises(TokenizeError, match=r"00000-00000.bin: the staged shard is missing"):
+        WriteShard(str(tmp_path), "uint16").process(assign_shards(pieces)[0])

@@ -165,7 +165,7 @@ class _Stream:
         self.rows_file = FileSystems.create(base + ".arrow")
         self.rows = pa.ipc.new_stream(self.rows_file, schema)
         self.row_count = 0
-        self.segment, self.segment_path, self.segment_file, self.digest, self.segment_tokens = -1, "", None, None, 0
+        self.segment, self.segment_file, self.digest, self.segment_tokens = -1, None, None, 0
 
     def append(self, tokens: np.ndarray, sizes: np.ndarray, rows: pa.RecordBatch) -> dict:
         """Write one piece; returns where it is: ``segment``, ``offset`` (its first token
@@ -185,13 +185,17 @@ class _Stream:
     def _next_segment(self) -> None:
         self._close_segment()
         self.segment += 1
-        self.segment_path = FileSystems.join(self.staging, segment_name(self.split, self.file_number, self.segment))
-        self.segment_file, self.digest, self.segment_tokens = FileSystems.create(self.segment_path), hashlib.sha256(), 0
+        self.segment_file = FileSystems.create(self._segment_path())
+        self.digest, self.segment_tokens = hashlib.sha256(), 0
 
     def _close_segment(self) -> None:
         if self.segment_file is not None:
             self.segment_file.close()
-            _write_json({"tokens": self.segment_tokens, "sha256": self.digest.hexdigest()}, self.segment_path + ".json")
+            written = {"tokens": self.segment_tokens, "sha256": self.digest.hexdigest()}
+            _write_json(written, self._segment_path() + ".json")
+
+    def _segment_path(self) -> str:
+        return FileSystems.join(self.staging, segment_name(self.split, self.file_number, self.segment))
 
     def close(self) -> None:
         self._close_segment()
@@ -343,8 +347,8 @@ def assign_shards(pieces: list[dict]) -> list[dict]:
 
 class WriteShard(beam.DoFn):
     """Make a staged segment its shard: check it, write its ``.idx.npy`` from the staged
-    document sizes, rename it, and write its summary (with the piece offsets, so the
-    driver can place each document) as ``SHARD.bin.json``. The token count is what the
+    document sizes, rename it, and write its summary (with its pieces, whose ``offset``
+    lets the driver place each document) as ``SHARD.bin.json``. The token count is what the
     file on disk holds, checked against what the encoder wrote and what the pieces and
     document sizes say."""
 
@@ -358,8 +362,11 @@ class WriteShard(beam.DoFn):
         staged = FileSystems.join(self.staging, segment_name(shard["split"], file_number, segment))
         target = FileSystems.join(self.staging, shard["path"])
         # A retried bundle (distributed runners retry) may find the segment renamed already.
-        current = staged if FileSystems.exists(staged) else target
-        if not FileSystems.exists(current):
+        if FileSystems.exists(staged):
+            current = staged
+        elif FileSystems.exists(target):
+            current = target
+        else:
             raise TokenizeError(f"{staged}: the staged shard is missing")
         written = _read_json(staged + ".json")
         on_disk = FileSystems.match([current])[0].metadata_list[0].size_in_bytes
@@ -388,7 +395,7 @@ class WriteShard(beam.DoFn):
             "split": shard["split"], "path": shard["path"], "index_path": index_path(shard["path"]),
             "documents": documents, "tokens": tokens, "bytes": on_disk,
             "sha256": written["sha256"], "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
-            "pieces": pieces, "piece_starts": [piece["offset"] for piece in pieces],
+            "pieces": pieces,
         }, FileSystems.join(self.staging, shard["path"] + ".json"))
         progress.count("shards")
 
@@ -455,24 +462,24 @@ def _documents_table(staging: str, shards: list[dict]) -> pa.Table:
     """Every staged document row with its split, token count, shard and offset in it,
     sorted by id. A stream's pieces are consecutive row ranges, so each row's shard and
     offset come from its piece by ``np.repeat``, not a loop over documents."""
-    placed: dict[tuple[str, int], list[tuple[dict, int, int]]] = {}
+    placed: dict[tuple[str, int], list[tuple[dict, int]]] = {}
     paths = [shard["path"] for shard in shards]
     for number, shard in enumerate(shards):
-        for piece, start in zip(shard["pieces"], shard["piece_starts"]):
-            placed.setdefault((shard["split"], piece["key"][0]), []).append((piece, number, start))
+        for piece in shard["pieces"]:
+            placed.setdefault((shard["split"], piece["key"][0]), []).append((piece, number))
     parts = []
     for (split, file_number), members in sorted(placed.items()):
         members.sort(key=lambda m: m[0]["row_start"])
         base = FileSystems.join(staging, stream_name(split, file_number))
         rows = pa.ipc.open_stream(_read(base + ".arrow")).read_all()
         sizes = np.frombuffer(_read(base + ".sizes"), dtype=np.int64)
-        counts = [piece["documents"] for piece, _, _ in members]
+        counts = [piece["documents"] for piece, _ in members]
         if not rows.num_rows == sizes.size == sum(counts):
             raise TokenizeError(f"{base}: {rows.num_rows} staged rows, {sizes.size} sizes, {sum(counts)} in pieces")
         # A document's first token in the stream, moved to where its piece starts in its shard.
         in_stream = np.cumsum(sizes) - sizes
-        shift = np.repeat([start - in_stream[piece["row_start"]] for piece, _, start in members], counts)
-        shard = np.repeat([number for _, number, _ in members], counts)
+        shift = np.repeat([piece["offset"] - in_stream[piece["row_start"]] for piece, _ in members], counts)
+        shard = np.repeat([number for _, number in members], counts)
         parts.append(pa.table({
             **{column: rows.column(column) for column in ROW_COLUMNS},
             "split": pa.repeat(split, rows.num_rows), "n_tokens": sizes,
@@ -628,7 +635,7 @@ def run_tokenize(
         remove_tree(staging)
         raise
     for shard in shards:
-        del shard["pieces"], shard["piece_starts"]
+        del shard["pieces"]
     by_split = stats["by_split"]
     manifest = {
         "tokenizer": bundle,

@@ -543,7 +543,10 @@ def _clean_stats(inputs: list[str]) -> list[dict]:
 
 def _commit(output_dir: str, staging: str, documents: pa.Table, manifest: dict) -> None:
     buffer = io.BytesIO()
-    pq.write_table(documents, buffer, compression="zstd")
+    # Ids are unique: a dictionary page for them is built, overflows and is abandoned
+    # (at 16x the sample 0.12 against 0.05 s, and 1.40 against 1.07 MB written).
+    pq.write_table(documents, buffer, compression="zstd",
+                   use_dictionary=[name for name in DOCUMENTS_SCHEMA.names if name != "id"])
     _write(FileSystems.join(staging, DOCUMENTS_FILE), buffer.getvalue())
     for split in SPLITS:
         remove_tree(FileSystems.join(output_dir, split))

@@ -53,8 +53,7 @@ def check_schema(path: str, columns: tuple[str, ...] = COLUMNS) -> None:
     """Raise :class:`KeptError` unless ``path`` is Parquet with ``columns`` of their
     :data:`~pipelines.output.KEPT_SCHEMA` types."""
     try:
-        with open(path, "rb") as f:
-            schema = pq.ParquetFile(f).schema_arrow
+        schema = pq.read_schema(path)
     except (OSError, pa.ArrowException) as err:
         raise KeptError(f"{path}: not a readable Parquet file: {err}") from None
     missing = [c for c in columns if c not in schema.names]
@@ -76,9 +75,12 @@ def iter_batches(path: str, columns: tuple[str, ...] = COLUMNS, batch_rows: int 
     naming the row (1-based, as the corpus stage's quarantine positions)."""
     check_schema(path, columns)
     row = 0
-    with open(path, "rb") as f:
+    # Arrow opens the path itself: positional reads into its own buffers. Through a Python
+    # file object every read was a fresh ``bytes`` copied once more (at 16x the sample
+    # ~30,000 more page faults, of a run's ~90,000).
+    with pq.ParquetFile(path) as f:
         try:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=list(columns)):
+            for batch in f.iter_batches(batch_size=batch_rows, columns=list(columns)):
                 for column in columns:
                     if batch.column(column).null_count:
                         first = pc.index(batch.column(column).is_null(), True).as_py()

@@ -48,7 +48,7 @@ bench: install
 	$(BIN)/python tests/benchmarks/bench_validate.py
 
 bench-tokenizer: install
-	$(BIN)/python tests/benchmarks/bench_tokenizer.py --count-scales 1 4 16 --repeat 3
+	$(BIN)/python tests/benchmarks/bench_tokenizer.py --count-scales 1 4 16 32 --repeat 5
 
 bench-train: install
 	$(BIN)/python tests/benchmarks/bench_train.py

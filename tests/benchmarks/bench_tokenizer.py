@@ -34,7 +34,14 @@ the per-scale (absolute) ratios, the marginal ratio between two scales compares
 Δtokens / Δseconds on each side, which cancels the fixed start-up of both (Beam's
 imports and pipeline, SentencePiece's imports and model load): the steady-state rate at
 which each side counts additional text. With ``--repeat N`` each measurement runs N
-times, interleaved (job, spm, encode per round), and the median is reported.
+times in rounds, the order reversed every other round (job, spm, encode; encode, spm,
+job), and the median is reported.
+
+This machine's CPU seconds drift (up to 50 % within an hour on the shared VM), so a
+ratio of medians can compare a slow minute of one side with a fast minute of the other.
+The **paired** ratios take each round's job against the same round's SentencePiece run,
+seconds apart; their median and range over the rounds are printed beside the ratio of
+medians, and the target is judged on them.
 
 Wall and CPU seconds are both reported: on a shared 2-core machine CPU time is steadier.
 """
@@ -54,6 +61,8 @@ from pathlib import Path
 from measure import cpu_seconds, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
+#: The counting measurements of one round, in the order of even rounds.
+MODES = ("tokenize", "spm", "encode")
 
 
 def make_input(clean: Path, root: Path, scale: int) -> Path:
@@ -190,13 +199,14 @@ def main() -> None:
         runs: dict[tuple[str, int], list[dict]] = {}
         for scale in count_scales:
             spec = {"kept": str(kept[scale]), "bundle": str(count_bundle)}
-            for _ in range(args.repeat):
-                runs.setdefault(("tokenize", scale), []).append(
-                    measure("tokenize", **spec, out=str(root / f"tok-x{scale}")))
-                runs.setdefault(("spm", scale), []).append(measure("spm", **spec, out=str(root / f"spm-x{scale}.bin")))
-                runs.setdefault(("encode", scale), []).append(measure("encode", **spec))
+            outputs = {"tokenize": str(root / f"tok-x{scale}"), "spm": str(root / f"spm-x{scale}.bin")}
+            for round_ in range(args.repeat):
+                for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
+                    extra = {"out": outputs[mode]} if mode in outputs else {}
+                    runs.setdefault((mode, scale), []).append(measure(mode, **spec, **extra))
             print(f"  done: counting x{scale}", file=sys.stderr, flush=True)
     result = {key: median(r) for key, r in runs.items()}
+    pairs = {(other, scale): paired(runs, other, scale) for scale in count_scales for other in MODES[1:]}
 
     if scales:
         print(f"\ntraining ({args.model_type}, vocab {args.vocab_size:,}; {os.cpu_count()} cores)")
@@ -212,7 +222,7 @@ def main() -> None:
           f"{'Mtok/cpu s':>12}{'peak RSS MB':>13}")
     for scale in count_scales:
         text_mb = result[("spm", scale)]["text_mb"]
-        for mode in ("tokenize", "spm", "encode"):
+        for mode in MODES:
             r = result[(mode, scale)]
             wall, cpu = seconds(r)
             print(f"{mode + f' x{scale}':<14}{r['documents']:>9,.0f}{text_mb:>9.1f}{r['tokens']:>13,.0f}{wall:>8.2f}"
@@ -229,6 +239,20 @@ def main() -> None:
               f"vs encode {ratio(result, 'encode', high, low)}   "
               f"(job {marginal(result, 'tokenize', high, low)}, spm {marginal(result, 'spm', high, low)}, "
               f"encode {marginal(result, 'encode', high, low)} Mtok/s wall | cpu)")
+    if args.repeat > 1:
+        print(f"\npaired: each round's tokenize against the same round's run, median [min, max] of {args.repeat}")
+        for scale in count_scales:
+            print(f"x{scale:<4} vs spm {pairs[('spm', scale)]}   vs encode {pairs[('encode', scale)]}")
+
+
+def paired(runs: dict, other: str, scale: int) -> str:
+    """Round-by-round throughput of the job over ``other``'s: median [min, max], wall | CPU."""
+    rounds = list(zip(runs[("tokenize", scale)], runs[(other, scale)]))
+    parts = []
+    for axis in (0, 1):
+        ratios = [seconds(theirs)[axis] / seconds(job)[axis] for job, theirs in rounds]
+        parts.append(f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]")
+    return " | ".join(parts)
 
 
 def seconds(r: dict) -> tuple[float, float]:

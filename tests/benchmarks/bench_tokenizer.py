@@ -206,7 +206,6 @@ def main() -> None:
                     runs.setdefault((mode, scale), []).append(measure(mode, **spec, **extra))
             print(f"  done: counting x{scale}", file=sys.stderr, flush=True)
     result = {key: median(r) for key, r in runs.items()}
-    pairs = {(other, scale): paired(runs, other, scale) for scale in count_scales for other in MODES[1:]}
 
     if scales:
         print(f"\ntraining ({args.model_type}, vocab {args.vocab_size:,}; {os.cpu_count()} cores)")
@@ -242,7 +241,7 @@ def main() -> None:
     if args.repeat > 1:
         print(f"\npaired: each round's tokenize against the same round's run, median [min, max] of {args.repeat}")
         for scale in count_scales:
-            print(f"x{scale:<4} vs spm {pairs[('spm', scale)]}   vs encode {pairs[('encode', scale)]}")
+            print(f"x{scale:<4} vs spm {paired(runs, 'spm', scale)}   vs encode {paired(runs, 'encode', scale)}")
 
 
 def paired(runs: dict, other: str, scale: int) -> str:
